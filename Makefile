@@ -1,0 +1,119 @@
+# StemeDB top-level build.
+#
+#   make deps      install missing Debian packages (apt-get), quiet when all are present
+#   make           build every binary into build/bin
+#   make test      deps, build, then unit, format-vector, integration and crash tests
+#   make run       deps, build, then start a single node on 127.0.0.1:18180, data in ./var
+#   make bench     benchmarks; results go to docs/benchmarks.md
+#   make format    apply .clang-format;  make lint: check formatting and run cppcheck
+#
+# SANITIZE=address,undefined builds into a separate tree with those sanitizers on,
+# and `make test SANITIZE=address,undefined` runs every test against that build.
+
+comma := ,
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD := build
+SAN_FLAGS :=
+else
+BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+CC ?= cc
+PKGS := libevent libevent_pthreads jansson libsodium libsystemd libcurl
+OPT ?= -O2
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wshadow \
+  -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing -pthread \
+  -Icommon/include -Iapi-server/src
+CFLAGS_PKG = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS_PKG = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lm -lpthread
+ALL_CFLAGS = $(CFLAGS_BASE) $(SAN_FLAGS) $(CFLAGS_PKG) $(CFLAGS)
+ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+
+COMMON_SRC := $(wildcard common/src/*.c)
+API_SRC := $(filter-out api-server/src/main.c,$(wildcard api-server/src/*.c))
+CTL_SRC := $(wildcard tools/src/*.c)
+UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+API_OBJ := $(API_SRC:%.c=$(BUILD)/obj/%.o)
+CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bin/%)
+
+LIB_COMMON := $(BUILD)/lib/libstemedb-common.a
+LIB_API := $(BUILD)/lib/libstemedb-api.a
+BINS := $(BUILD)/bin/stemedb-api $(BUILD)/bin/stemedb-ctl
+
+.PHONY: all deps test unit-test py-test crash-test run bench format lint clean install-deps-check
+.DEFAULT_GOAL := all
+
+all: $(BINS) $(UNIT_BIN) $(BENCH_BIN)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_COMMON): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_API): $(API_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/stemedb-api: $(BUILD)/obj/api-server/src/main.o $(LIB_API) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
+
+$(BUILD)/bin/stemedb-ctl: $(CTL_OBJ) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
+
+$(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB_API) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_API) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG) -lcmocka
+
+# Every test layer runs even when an earlier one fails, and the exit code reports
+# whether any failed.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-tests.sh "$(BUILD)"
+
+unit-test: all
+	@scripts/run-tests.sh "$(BUILD)" unit
+
+py-test: all
+	@scripts/run-tests.sh "$(BUILD)" python
+
+crash-test: all
+	@scripts/run-tests.sh "$(BUILD)" crash
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-node.sh "$(BUILD)"
+
+bench: deps
+	@$(MAKE) --no-print-directory all OPT=-O2
+	@bench/run.sh "$(BUILD)"
+
+format:
+	clang-format -i $(shell git ls-files '*.c' '*.h')
+
+lint:
+	clang-format --dry-run -Werror $(shell git ls-files '*.c' '*.h')
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	  --inline-suppr -Icommon/include -Iapi-server/src common/src api-server/src tools/src
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

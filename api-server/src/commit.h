@@ -1,0 +1,72 @@
+#ifndef STEMEDB_COMMIT_H
+#define STEMEDB_COMMIT_H
+
+/* The write path of stemedb-api: one writer thread takes every queued request,
+ * drops duplicates, appends the new records to the WAL in one write, syncs once for
+ * the whole group (durability "immediate"), applies them to RocksDB in one batch with
+ * the WAL cursor, and then completes each request. A lone writer never waits for
+ * company: the thread takes whatever is queued the moment it is free. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stemedb/assertion.h"
+#include "stemedb/buf.h"
+#include "store.h"
+
+enum durability { DURABILITY_IMMEDIATE = 0, DURABILITY_EVENTUAL };
+
+enum commit_status {
+	COMMIT_CREATED = 0, /* durable and readable on this node */
+	COMMIT_EXISTS,      /* already stored: nothing was written */
+	COMMIT_FAILED,      /* not durable: WAL or storage failure, see the log */
+};
+
+/* One assertion to store. The caller fills assertion and hash (signatures already
+ * verified) and on_complete, then submits it. on_complete runs on the writer thread,
+ * so it must only hand the request back to its owner (for instance wake an event loop). */
+struct commit_request {
+	struct assertion assertion;
+	uint8_t hash[STEMEDB_HASH_LEN];
+	enum commit_status status;
+	void (*on_complete)(struct commit_request *req);
+	void *owner;
+	struct commit_request *next; /* queue link, owned by the pipeline while queued */
+};
+
+struct commit_options {
+	const char *wal_dir;
+	uint64_t segment_bytes;  /* WAL segment size before rotation */
+	enum durability durability;
+	uint64_t sync_interval_ms; /* eventual mode: background sync period */
+	uint8_t node_id[16];     /* HLC node id */
+};
+
+struct commit_pipeline;
+
+/* Opens the WAL, replays every record past the store's cursor into the store, and
+ * starts the writer thread. Returns NULL with a message in err when the WAL is
+ * corrupt or cannot be opened; the message names the file and offset. */
+struct commit_pipeline *commit_start(const struct commit_options *options, struct store *store,
+				     char *err, size_t err_size);
+
+/* Queues requests (linked through ->next). Never blocks on I/O. After a fatal WAL
+ * error every request completes at once with COMMIT_FAILED. */
+void commit_submit(struct commit_pipeline *p, struct commit_request *head);
+
+/* Stops accepting, finishes queued requests, syncs the WAL, joins the thread. */
+void commit_stop(struct commit_pipeline *p);
+
+/* False after an fsync or write failure: the node is unhealthy and takes no writes. */
+bool commit_healthy(struct commit_pipeline *p);
+
+struct commit_stats {
+	uint64_t wal_end_offset;
+	uint64_t wal_segments;
+	uint64_t records_replayed; /* at start-up */
+	double recovery_seconds;
+};
+void commit_get_stats(struct commit_pipeline *p, struct commit_stats *out);
+
+#endif
