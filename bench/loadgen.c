@@ -1,0 +1,1106 @@
+/* Load driver for stemedb-api: signs every assertion it sends with Ed25519 and drives
+ * the HTTP API over keep-alive connections from one epoll loop.
+ *
+ *   loadgen single  --port P --count N [--clients 64] [--tag T] [--max-seconds S]
+ *   loadgen batch   --port P --count N [--batch-size 500] [--clients 4] [--tag T]
+ *   loadgen preload --port P --subjects N [--per-subject 10] [--batch-size 500]
+ *                   [--clients 4] [--copy-out FILE]
+ *
+ * single and batch build and sign every request before the clock starts, so the
+ * measured window holds only HTTP traffic. preload builds each batch when a connection
+ * is free, because the million-assertion dataset would otherwise sit in memory twice;
+ * its assertions are deterministic (fixed keys, subjects and timestamps), so running it
+ * again against the same data directory returns "exists" instead of growing the store.
+ * With --copy-out it also writes every preloaded assertion as PostgreSQL COPY text, so
+ * the peer database loads the very same rows.
+ *
+ * Only loopback addresses (127.0.0.0/8) are accepted as targets. The run stops issuing
+ * requests after --max-seconds (default 120) and gives in-flight requests 10 more
+ * seconds. The last stdout line is "result key=value ..." for bench/run.sh; the exit
+ * status is 0 only when every request succeeded. */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stemedb/assertion.h"
+#include "stemedb/buf.h"
+#include "stemedb/hex.h"
+#include "stemedb/json_codec.h"
+
+#define AGENT_COUNT          16
+#define CLIENTS_MAX          1024
+#define DRAIN_SECONDS        10.0
+#define IDLE_TIMEOUT_SECONDS 30.0
+#define RECONNECTS_MAX       100
+#define ERROR_BODIES_SHOWN   3
+#define READ_CHUNK           65536
+#define RESPONSE_MAX         (64u * 1024u * 1024u)
+
+/* Timestamps of generated claims: a fixed instant keeps preloaded data identical across
+ * runs. 1,760,000,000 is 2025-10-09 08:53:20 UTC. */
+#define BASE_TIMESTAMP  1760000000u
+#define SECONDS_PER_DAY 86400u
+
+enum mode { MODE_SINGLE, MODE_BATCH, MODE_PRELOAD };
+
+struct options {
+	enum mode mode;
+	const char *host;
+	long port;
+	long count;
+	long clients;
+	long batch_size;
+	long subjects;
+	long per_subject;
+	double max_seconds;
+	const char *tag;
+	const char *copy_out;
+};
+
+struct agent {
+	uint8_t public_key[crypto_sign_PUBLICKEYBYTES];
+	uint8_t secret_key[crypto_sign_SECRETKEYBYTES];
+};
+
+/* One complete HTTP request and the number of assertions it carries. */
+struct request {
+	struct buf bytes;
+	long items;
+};
+
+struct workload {
+	const struct options *opt;
+	struct agent agents[AGENT_COUNT];
+	FILE *copy_out;
+	long total_items;
+	long next_item;
+	struct request *prebuilt; /* NULL in preload mode */
+	long prebuilt_count;
+	long next_request;
+	bool failed; /* a claim could not be built */
+};
+
+enum conn_state { CONN_CLOSED, CONN_CONNECTING, CONN_WRITING, CONN_READING };
+
+struct conn {
+	int fd;
+	enum conn_state state;
+	struct request *request;
+	bool owns_request;
+	size_t written;
+	struct buf in;
+	double sent_at;
+	double last_progress;
+};
+
+struct stats {
+	double *latencies_ms;
+	size_t latency_count;
+	size_t latency_cap;
+	long requests_ok;
+	long http_errors;
+	long transport_errors;
+	long reconnects;
+	long created;
+	long exists;
+	long rejected;
+	int bodies_shown;
+};
+
+struct driver {
+	const struct options *opt;
+	struct workload *work;
+	struct sockaddr_in addr;
+	int epoll_fd;
+	struct conn *conns;
+	long open_conns;
+	bool stopping;
+	bool failed;
+	struct stats stats;
+	double start;
+	double last_completion;
+};
+
+/* A parsed response head. */
+struct response {
+	int status;
+	size_t body_offset;
+	size_t body_len;
+	bool close;
+};
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- Assertion generation ---------------------------------------------------------- */
+
+/* Derives agent i's key pair from a fixed seed so that every run uses the same agents. */
+static void workload_make_agents(struct workload *w)
+{
+	for (int i = 0; i < AGENT_COUNT; i++) {
+		char label[64];
+		uint8_t seed[crypto_sign_SEEDBYTES];
+		int len = snprintf(label, sizeof(label), "stemedb-bench-agent-%d", i);
+
+		crypto_generichash(seed, sizeof(seed), (const uint8_t *)label, (size_t)len, NULL,
+		                   0);
+		crypto_sign_seed_keypair(w->agents[i].public_key, w->agents[i].secret_key, seed);
+	}
+}
+
+/* Returns a value in 0..range-1 that depends only on index and salt, so generated
+ * fields look random but repeat exactly between runs. */
+static uint32_t mix(long index, uint32_t salt, uint32_t range)
+{
+	uint64_t x = (uint64_t)index * 0x9e3779b97f4a7c15ull + salt;
+
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return (uint32_t)(x % range);
+}
+
+static void set_text_fields(struct assertion *a, const char *subject, const char *predicate,
+                            const char *value)
+{
+	assertion_set_subject(a, subject, strlen(subject));
+	assertion_set_predicate(a, predicate, strlen(predicate));
+	object_set_text(&a->object, OBJECT_TEXT, value, strlen(value));
+}
+
+/* Fills a unique claim for the single and batch modes; the tag keeps runs apart. */
+static void fill_write_claim(const struct workload *w, long index, struct assertion *a)
+{
+	char subject[128];
+	char value[32];
+
+	snprintf(subject, sizeof(subject), "bench/%s/%s/%ld",
+	         w->opt->mode == MODE_SINGLE ? "single" : "batch", w->opt->tag, index);
+	snprintf(value, sizeof(value), "value-%u", mix(index, 1, 7));
+	set_text_fields(a, subject, "bench_value", value);
+
+	a->confidence_micro = 300000u + mix(index, 2, 700001);
+	a->source_class = (uint8_t)mix(index, 3, SOURCE_CLASS_COUNT);
+	a->lifecycle = LIFECYCLE_PROPOSED;
+	a->timestamp = BASE_TIMESTAMP + (uint64_t)mix(index, 4, SECONDS_PER_DAY);
+}
+
+/* Fills claim j of subject s in the query dataset: every subject gets per_subject
+ * claims over four competing values, spread over all source classes and ages, so the
+ * authority lens has tiers to pick from and values to weigh. */
+static void fill_preload_claim(const struct workload *w, long index, struct assertion *a)
+{
+	long s = index / w->opt->per_subject;
+	long j = index % w->opt->per_subject;
+	char subject[64];
+	char value[32];
+
+	snprintf(subject, sizeof(subject), "bench/q/%ld", s);
+	snprintf(value, sizeof(value), "v%u", mix(index, 5, 4));
+	set_text_fields(a, subject, "bench_claim", value);
+
+	a->confidence_micro = 300000u + mix(index, 6, 700001);
+	a->source_class = (uint8_t)mix(index, 7, SOURCE_CLASS_COUNT);
+	a->lifecycle = LIFECYCLE_PROPOSED;
+	a->timestamp = BASE_TIMESTAMP - (uint64_t)j * 30u * SECONDS_PER_DAY;
+}
+
+/* Signs with one agent, and every fifth preloaded claim with a second one, so the
+ * authority lens also sees co-signed claims. */
+static bool sign_claim(const struct workload *w, long index, struct assertion *a,
+                       uint8_t hash[STEMEDB_HASH_LEN])
+{
+	const struct agent *first = &w->agents[mix(index, 8, AGENT_COUNT)];
+	const struct agent *second = &w->agents[(mix(index, 8, AGENT_COUNT) + 1) % AGENT_COUNT];
+
+	if (!assertion_hash(a, hash))
+		return false;
+	if (!assertion_sign(a, hash, first->secret_key, a->timestamp))
+		return false;
+	if (w->opt->mode == MODE_PRELOAD && index % 5 == 0)
+		return assertion_sign(a, hash, second->secret_key, a->timestamp + 60);
+	return true;
+}
+
+/* Writes one PostgreSQL COPY text row: hash, subject, predicate, object (jsonb),
+ * confidence, source_class, lifecycle, timestamp, signatures (agent id, signature and
+ * u64 timestamp per signer, concatenated). */
+static void write_copy_row(FILE *out, const struct assertion *a,
+                           const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	char hex[2 * (STEMEDB_AGENT_ID_LEN + STEMEDB_SIGNATURE_LEN + 8) + 1];
+
+	hex_encode(hash, STEMEDB_HASH_LEN, hex);
+	fprintf(out,
+	        "\\\\x%s\t%s\t%s\t{\"type\": \"text\", \"value\": "
+	        "\"%s\"}\t%.6f\t%u\t%u\t%llu\t\\\\x",
+	        hex, a->subject, a->predicate, a->object.text, a->confidence_micro / 1e6,
+	        a->source_class, a->lifecycle, (unsigned long long)a->timestamp);
+	for (size_t i = 0; i < a->signature_count; i++) {
+		uint8_t raw[STEMEDB_AGENT_ID_LEN + STEMEDB_SIGNATURE_LEN + 8];
+
+		memcpy(raw, a->signatures[i].agent_id, STEMEDB_AGENT_ID_LEN);
+		memcpy(raw + STEMEDB_AGENT_ID_LEN, a->signatures[i].signature,
+		       STEMEDB_SIGNATURE_LEN);
+		store_u64le(raw + STEMEDB_AGENT_ID_LEN + STEMEDB_SIGNATURE_LEN,
+		            a->signatures[i].timestamp);
+		hex_encode(raw, sizeof(raw), hex);
+		fputs(hex, out);
+	}
+	fputc('\n', out);
+}
+
+/* Appends the compact JSON of signed claim `index` to body. */
+static bool append_claim_json(struct workload *w, long index, struct buf *body)
+{
+	struct assertion a;
+	uint8_t hash[STEMEDB_HASH_LEN];
+	json_t *json = NULL;
+	char *text = NULL;
+	bool ok = false;
+
+	assertion_init(&a);
+	if (w->opt->mode == MODE_PRELOAD)
+		fill_preload_claim(w, index, &a);
+	else
+		fill_write_claim(w, index, &a);
+	if (!sign_claim(w, index, &a, hash))
+		goto done;
+
+	json = assertion_to_json(&a, hash);
+	text = json == NULL ? NULL : json_dumps(json, JSON_COMPACT);
+	if (text == NULL)
+		goto done;
+	buf_append(body, text, strlen(text));
+	if (w->copy_out != NULL)
+		write_copy_row(w->copy_out, &a, hash);
+	ok = true;
+
+done:
+	if (!ok)
+		fprintf(stderr, "loadgen: could not build claim %ld\n", index);
+	free(text);
+	json_decref(json);
+	assertion_free(&a);
+	return ok;
+}
+
+static void request_frame(const struct options *opt, const char *path, const struct buf *body,
+                          struct request *req)
+{
+	char head[256];
+	int len = snprintf(head, sizeof(head),
+	                   "POST %s HTTP/1.1\r\nHost: %s:%ld\r\nContent-Type: application/json\r\n"
+	                   "Content-Length: %zu\r\n\r\n",
+	                   path, opt->host, opt->port, body->len);
+
+	buf_init(&req->bytes);
+	buf_append(&req->bytes, head, (size_t)len);
+	buf_append(&req->bytes, body->data, body->len);
+}
+
+/* Builds the next request from the claims not yet generated: one claim in single mode,
+ * up to batch_size claims in the batch modes. */
+static bool workload_build(struct workload *w, struct request *req)
+{
+	bool batch = w->opt->mode != MODE_SINGLE;
+	long items = batch ? w->opt->batch_size : 1;
+	struct buf body;
+	bool ok = true;
+
+	if (items > w->total_items - w->next_item)
+		items = w->total_items - w->next_item;
+	buf_init(&body);
+	if (batch)
+		buf_append(&body, "{\"assertions\":[", 15);
+	for (long i = 0; i < items && ok; i++) {
+		if (i > 0)
+			buf_append(&body, ",", 1);
+		ok = append_claim_json(w, w->next_item + i, &body);
+	}
+	if (batch)
+		buf_append(&body, "]}", 2);
+
+	w->next_item += items;
+	req->items = items;
+	if (ok)
+		request_frame(w->opt, batch ? "/v1/assert/batch" : "/v1/assert", &body, req);
+	buf_free(&body);
+	return ok;
+}
+
+static bool workload_prebuild(struct workload *w)
+{
+	long per_request = w->opt->mode == MODE_SINGLE ? 1 : w->opt->batch_size;
+
+	w->prebuilt_count = (w->total_items + per_request - 1) / per_request;
+	w->prebuilt = calloc((size_t)w->prebuilt_count, sizeof(*w->prebuilt));
+	if (w->prebuilt == NULL) {
+		fprintf(stderr, "loadgen: out of memory for %ld requests\n", w->prebuilt_count);
+		return false;
+	}
+	for (long i = 0; i < w->prebuilt_count; i++) {
+		if (!workload_build(w, &w->prebuilt[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Hands out the next request, or NULL when the workload is exhausted. *owned tells
+ * whether the caller must free it. */
+static struct request *workload_next(struct workload *w, bool *owned)
+{
+	struct request *req;
+
+	if (w->prebuilt != NULL) {
+		*owned = false;
+		return w->next_request < w->prebuilt_count ? &w->prebuilt[w->next_request++] : NULL;
+	}
+	if (w->next_item >= w->total_items)
+		return NULL;
+	req = calloc(1, sizeof(*req));
+	if (req == NULL || !workload_build(w, req)) {
+		w->failed = true;
+		free(req);
+		return NULL;
+	}
+	*owned = true;
+	return req;
+}
+
+static void request_release(struct request *req, bool owned)
+{
+	if (req == NULL || !owned)
+		return;
+	buf_free(&req->bytes);
+	free(req);
+}
+
+/* ---- HTTP response parsing ----------------------------------------------------------- */
+
+static bool header_is(const char *line, size_t len, const char *name)
+{
+	size_t name_len = strlen(name);
+
+	return len > name_len && strncasecmp(line, name, name_len) == 0 && line[name_len] == ':';
+}
+
+static const char *header_value(const char *line, size_t len, const char *name, size_t *out_len)
+{
+	const char *v = line + strlen(name) + 1;
+	const char *end = line + len;
+
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	*out_len = (size_t)(end - v);
+	return v;
+}
+
+/* Applies one header line to r. Returns false for a head this driver cannot follow. */
+static bool parse_header_line(const char *line, size_t len, struct response *r, bool *has_length)
+{
+	size_t value_len;
+	const char *value;
+
+	if (header_is(line, len, "Content-Length")) {
+		value = header_value(line, len, "Content-Length", &value_len);
+		r->body_len = (size_t)strtoull(value, NULL, 10);
+		*has_length = true;
+	} else if (header_is(line, len, "Connection")) {
+		value = header_value(line, len, "Connection", &value_len);
+		r->close = value_len >= 5 && strncasecmp(value, "close", 5) == 0;
+	} else if (header_is(line, len, "Transfer-Encoding")) {
+		fprintf(stderr, "loadgen: chunked responses are not supported\n");
+		return false;
+	}
+	return true;
+}
+
+/* Returns 1 when in holds a complete response (described in r), 0 when more bytes are
+ * needed, -1 when the response is malformed. */
+static int parse_response(const struct buf *in, struct response *r)
+{
+	const char *data = (const char *)in->data;
+	const char *head_end = memmem(data, in->len, "\r\n\r\n", 4);
+	bool has_length = false;
+	const char *line;
+
+	if (head_end == NULL)
+		return in->len > 65536 ? -1 : 0;
+	memset(r, 0, sizeof(*r));
+	if (in->len < 12 || strncmp(data, "HTTP/1.", 7) != 0)
+		return -1;
+	r->status = atoi(data + 9);
+
+	line = memmem(data, (size_t)(head_end - data), "\r\n", 2);
+	while (line != NULL && line < head_end) {
+		const char *start = line + 2;
+		const char *next = memmem(start, (size_t)(head_end + 2 - start), "\r\n", 2);
+
+		if (next == NULL ||
+		    !parse_header_line(start, (size_t)(next - start), r, &has_length))
+			return -1;
+		line = next;
+	}
+	if (!has_length || r->body_len > RESPONSE_MAX)
+		return -1;
+	r->body_offset = (size_t)(head_end - data) + 4;
+	return in->len >= r->body_offset + r->body_len ? 1 : 0;
+}
+
+/* ---- Result accounting ---------------------------------------------------------------- */
+
+static void stats_add_latency(struct stats *s, double ms)
+{
+	if (s->latency_count == s->latency_cap) {
+		size_t cap = s->latency_cap == 0 ? 4096 : 2 * s->latency_cap;
+		double *grown = realloc(s->latencies_ms, cap * sizeof(double));
+
+		if (grown == NULL)
+			return;
+		s->latencies_ms = grown;
+		s->latency_cap = cap;
+	}
+	s->latencies_ms[s->latency_count++] = ms;
+}
+
+static void show_error_body(struct stats *s, int status, const char *body, size_t len)
+{
+	if (s->bodies_shown >= ERROR_BODIES_SHOWN)
+		return;
+	s->bodies_shown++;
+	fprintf(stderr, "loadgen: HTTP %d: %.*s\n", status, (int)(len > 400 ? 400 : len), body);
+}
+
+static long json_count(const json_t *root, const char *name)
+{
+	json_t *value = json_object_get(root, name);
+
+	return json_is_integer(value) ? (long)json_integer_value(value) : -1;
+}
+
+/* Adds the per-item counts of a 200 batch response; false when the body is not the
+ * documented shape or rejected an item. */
+static bool account_batch(struct stats *s, const char *body, size_t len)
+{
+	json_error_t error;
+	json_t *root = json_loadb(body, len, 0, &error);
+	long created = json_count(root, "created");
+	long existing = json_count(root, "existing");
+	long rejected = json_count(root, "rejected");
+
+	json_decref(root);
+	if (created < 0 || existing < 0 || rejected < 0) {
+		show_error_body(s, 200, body, len);
+		return false;
+	}
+	s->created += created;
+	s->exists += existing;
+	s->rejected += rejected;
+	if (rejected > 0)
+		show_error_body(s, 200, body, len);
+	return rejected == 0;
+}
+
+/* Classifies one response. single counts 201 as created and 200 as exists; the batch
+ * modes read the per-item counts. Anything else is an HTTP error. */
+static void account_response(struct driver *d, const struct response *r, const char *body)
+{
+	struct stats *s = &d->stats;
+	bool batch = d->opt->mode != MODE_SINGLE;
+	bool ok;
+
+	if (batch)
+		ok = r->status == 200 && account_batch(s, body, r->body_len);
+	else
+		ok = r->status == 201 || r->status == 200;
+	if (!batch && r->status == 201)
+		s->created++;
+	if (!batch && r->status == 200)
+		s->exists++;
+
+	if (!ok) {
+		s->http_errors++;
+		if (r->status != 200)
+			show_error_body(s, r->status, body, r->body_len);
+		return;
+	}
+	s->requests_ok++;
+}
+
+/* ---- Connections ---------------------------------------------------------------------- */
+
+static void conn_close(struct driver *d, struct conn *c)
+{
+	if (c->fd >= 0) {
+		epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+		d->open_conns--;
+	}
+	c->fd = -1;
+	c->state = CONN_CLOSED;
+	request_release(c->request, c->owns_request);
+	c->request = NULL;
+}
+
+static bool conn_watch(struct driver *d, struct conn *c, uint32_t events, int op)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = c};
+
+	if (epoll_ctl(d->epoll_fd, op, c->fd, &ev) != 0) {
+		fprintf(stderr, "loadgen: epoll_ctl(fd %d) failed: %s\n", c->fd, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+static bool conn_open(struct driver *d, struct conn *c)
+{
+	int one = 1;
+
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		fprintf(stderr, "loadgen: socket() failed: %s\n", strerror(errno));
+		return false;
+	}
+	d->open_conns++;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, (struct sockaddr *)&d->addr, sizeof(d->addr)) != 0 &&
+	    errno != EINPROGRESS) {
+		fprintf(stderr, "loadgen: connect(%s:%ld) failed: %s\n", d->opt->host, d->opt->port,
+		        strerror(errno));
+		return false;
+	}
+	c->state = CONN_CONNECTING;
+	c->last_progress = now_seconds();
+	return conn_watch(d, c, EPOLLOUT, EPOLL_CTL_ADD);
+}
+
+static bool conn_write(struct driver *d, struct conn *c)
+{
+	const struct buf *out = &c->request->bytes;
+
+	while (c->written < out->len) {
+		ssize_t n = write(c->fd, out->data + c->written, out->len - c->written);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return conn_watch(d, c, EPOLLOUT, EPOLL_CTL_MOD);
+		if (n < 0)
+			return false;
+		c->written += (size_t)n;
+		c->last_progress = now_seconds();
+	}
+	c->state = CONN_READING;
+	return conn_watch(d, c, EPOLLIN, EPOLL_CTL_MOD);
+}
+
+/* Sends the next request on c, or closes c when there is nothing left to send. */
+static bool conn_start_next(struct driver *d, struct conn *c)
+{
+	request_release(c->request, c->owns_request);
+	c->request = d->stopping ? NULL : workload_next(d->work, &c->owns_request);
+	if (c->request == NULL) {
+		conn_close(d, c);
+		return true;
+	}
+	buf_reset(&c->in);
+	c->written = 0;
+	c->state = CONN_WRITING;
+	c->sent_at = now_seconds();
+	return conn_write(d, c);
+}
+
+/* Handles a broken connection: counts the request it carried as failed and reconnects,
+ * up to RECONNECTS_MAX times per run. */
+static void conn_fail(struct driver *d, struct conn *c, const char *what)
+{
+	bool had_request = c->state == CONN_WRITING || c->state == CONN_READING;
+
+	if (d->stats.transport_errors < ERROR_BODIES_SHOWN)
+		fprintf(stderr, "loadgen: connection fd %d failed while %s\n", c->fd, what);
+	if (had_request)
+		d->stats.transport_errors++;
+	conn_close(d, c);
+	if (d->stopping || d->stats.reconnects >= RECONNECTS_MAX) {
+		d->failed = d->failed || d->stats.reconnects >= RECONNECTS_MAX;
+		return;
+	}
+	d->stats.reconnects++;
+	if (!conn_open(d, c))
+		conn_close(d, c);
+}
+
+static void conn_on_connected(struct driver *d, struct conn *c)
+{
+	int error = 0;
+	socklen_t len = sizeof(error);
+
+	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &len);
+	if (error != 0) {
+		fprintf(stderr, "loadgen: connect(%s:%ld) failed: %s\n", d->opt->host, d->opt->port,
+		        strerror(error));
+		d->failed = true;
+		conn_close(d, c);
+		return;
+	}
+	if (!conn_start_next(d, c))
+		conn_fail(d, c, "writing");
+}
+
+/* Records a complete response and moves c on to its next request. */
+static void conn_complete(struct driver *d, struct conn *c, const struct response *r)
+{
+	double done = now_seconds();
+
+	account_response(d, r, (const char *)c->in.data + r->body_offset);
+	if (r->status >= 200 && r->status < 300)
+		stats_add_latency(&d->stats, (done - c->sent_at) * 1e3);
+	d->last_completion = done;
+
+	if (r->close) {
+		conn_close(d, c);
+		if (!d->stopping && conn_open(d, c))
+			return;
+		conn_close(d, c);
+		return;
+	}
+	if (!conn_start_next(d, c))
+		conn_fail(d, c, "writing");
+}
+
+static void conn_read(struct driver *d, struct conn *c)
+{
+	struct response r;
+
+	for (;;) {
+		ssize_t n;
+		int parsed;
+
+		buf_reserve(&c->in, READ_CHUNK);
+		n = read(c->fd, c->in.data + c->in.len, READ_CHUNK);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			conn_fail(d, c, n == 0 ? "reading (closed by server)" : "reading");
+			return;
+		}
+		c->in.len += (size_t)n;
+		c->last_progress = now_seconds();
+
+		parsed = parse_response(&c->in, &r);
+		if (parsed < 0) {
+			conn_fail(d, c, "parsing the response");
+			return;
+		}
+		if (parsed == 1) {
+			conn_complete(d, c, &r);
+			return;
+		}
+	}
+}
+
+static void conn_on_event(struct driver *d, struct conn *c, uint32_t events)
+{
+	if (c->state == CONN_CONNECTING) {
+		conn_on_connected(d, c);
+		return;
+	}
+	if (c->state == CONN_WRITING && (events & EPOLLOUT)) {
+		if (!conn_write(d, c))
+			conn_fail(d, c, "writing");
+		return;
+	}
+	if (c->state == CONN_READING && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		conn_read(d, c);
+}
+
+/* ---- The run ---------------------------------------------------------------------------- */
+
+/* Fails connections that made no progress for IDLE_TIMEOUT_SECONDS, and closes the rest
+ * once the drain time after --max-seconds is over. */
+static void driver_check_deadlines(struct driver *d, double now)
+{
+	bool drain_over = now - d->start > d->opt->max_seconds + DRAIN_SECONDS;
+
+	if (now - d->start > d->opt->max_seconds && !d->stopping) {
+		fprintf(stderr, "loadgen: time limit of %.0f s reached, stopping\n",
+		        d->opt->max_seconds);
+		d->stopping = true;
+	}
+	for (long i = 0; i < d->opt->clients; i++) {
+		struct conn *c = &d->conns[i];
+
+		if (c->state == CONN_CLOSED)
+			continue;
+		if (drain_over || now - c->last_progress > IDLE_TIMEOUT_SECONDS) {
+			fprintf(stderr, "loadgen: request on fd %d timed out\n", c->fd);
+			d->stats.transport_errors++;
+			d->failed = true;
+			conn_close(d, c);
+		}
+	}
+}
+
+static bool driver_run(struct driver *d)
+{
+	struct epoll_event events[64];
+	double last_check = 0;
+
+	d->start = now_seconds();
+	d->last_completion = d->start;
+	for (long i = 0; i < d->opt->clients; i++) {
+		if (!conn_open(d, &d->conns[i]))
+			return false;
+	}
+
+	while (d->open_conns > 0 && !d->failed) {
+		int n = epoll_wait(d->epoll_fd, events, 64, 100);
+		double now = now_seconds();
+
+		for (int i = 0; i < n; i++)
+			conn_on_event(d, events[i].data.ptr, events[i].events);
+		if (now - last_check >= 0.1) {
+			driver_check_deadlines(d, now);
+			last_check = now;
+		}
+	}
+	return !d->failed;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+	double x = *(const double *)a;
+	double y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Returns the value at quantile q of a sorted array (nearest-rank method). */
+static double quantile(const double *sorted, size_t n, double q)
+{
+	size_t rank = (size_t)(q * (double)n + 0.999999);
+
+	if (n == 0)
+		return 0;
+	if (rank == 0)
+		rank = 1;
+	return sorted[(rank > n ? n : rank) - 1];
+}
+
+static const char *mode_name(enum mode mode)
+{
+	switch (mode) {
+	case MODE_SINGLE:
+		return "single";
+	case MODE_BATCH:
+		return "batch";
+	case MODE_PRELOAD:
+		return "preload";
+	}
+	return "?";
+}
+
+static void print_result(struct driver *d, double gen_seconds)
+{
+	struct stats *s = &d->stats;
+	double elapsed = d->last_completion - d->start;
+	double *l = s->latencies_ms;
+	size_t n = s->latency_count;
+
+	qsort(l, n, sizeof(double), compare_doubles);
+	printf("result mode=%s clients=%ld requests_ok=%ld http_errors=%ld transport_errors=%ld "
+	       "created=%ld exists=%ld rejected=%ld seconds=%.3f items_per_sec=%.1f "
+	       "requests_per_sec=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f gen_seconds=%.3f\n",
+	       mode_name(d->opt->mode), d->opt->clients, s->requests_ok, s->http_errors,
+	       s->transport_errors, s->created, s->exists, s->rejected, elapsed,
+	       elapsed > 0 ? (double)(s->created + s->exists) / elapsed : 0,
+	       elapsed > 0 ? (double)s->requests_ok / elapsed : 0, quantile(l, n, 0.50),
+	       quantile(l, n, 0.99), n > 0 ? l[n - 1] : 0, gen_seconds);
+}
+
+/* ---- Options ------------------------------------------------------------------------------ */
+
+static void usage(void)
+{
+	fprintf(stderr,
+	        "usage: loadgen single  --port P --count N [--clients 64] [--tag T]\n"
+	        "       loadgen batch   --port P --count N [--batch-size 500] [--clients 4] "
+	        "[--tag T]\n"
+	        "       loadgen preload --port P --subjects N [--per-subject 10] "
+	        "[--batch-size 500] [--clients 4] [--copy-out FILE]\n"
+	        "common options: --host 127.0.0.1 (loopback only), --max-seconds 120\n");
+}
+
+static bool parse_long(const char *name, const char *text, long min, long max, long *out)
+{
+	char *end = NULL;
+	long value;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
+		fprintf(stderr, "loadgen: invalid %s \"%s\": expected an integer in %ld..%ld\n",
+		        name, text, min, max);
+		return false;
+	}
+	*out = value;
+	return true;
+}
+
+static bool tag_valid(const char *tag)
+{
+	size_t len = strlen(tag);
+
+	if (len == 0 || len > 32)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = tag[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			return false;
+	}
+	return true;
+}
+
+static bool parse_text_option(struct options *opt, const char *name, const char *value)
+{
+	if (strcmp(name, "--host") == 0) {
+		opt->host = value;
+	} else if (strcmp(name, "--copy-out") == 0) {
+		opt->copy_out = value;
+	} else if (strcmp(name, "--tag") == 0) {
+		if (!tag_valid(value)) {
+			fprintf(stderr,
+			        "loadgen: invalid --tag \"%s\": use 1..32 letters, digits, "
+			        "'-' or '_'\n",
+			        value);
+			return false;
+		}
+		opt->tag = value;
+	} else {
+		fprintf(stderr, "loadgen: unknown option \"%s\"; run without arguments for usage\n",
+		        name);
+		return false;
+	}
+	return true;
+}
+
+static bool parse_option(struct options *opt, const char *name, const char *value)
+{
+	long seconds;
+
+	if (strcmp(name, "--port") == 0)
+		return parse_long(name, value, 1, 65535, &opt->port);
+	if (strcmp(name, "--count") == 0)
+		return parse_long(name, value, 1, 10000000, &opt->count);
+	if (strcmp(name, "--clients") == 0)
+		return parse_long(name, value, 1, CLIENTS_MAX, &opt->clients);
+	if (strcmp(name, "--batch-size") == 0)
+		return parse_long(name, value, 1, 1000, &opt->batch_size);
+	if (strcmp(name, "--subjects") == 0)
+		return parse_long(name, value, 1, 10000000, &opt->subjects);
+	if (strcmp(name, "--per-subject") == 0)
+		return parse_long(name, value, 1, 1000, &opt->per_subject);
+	if (strcmp(name, "--max-seconds") == 0) {
+		if (!parse_long(name, value, 1, 3600, &seconds))
+			return false;
+		opt->max_seconds = (double)seconds;
+		return true;
+	}
+	return parse_text_option(opt, name, value);
+}
+
+static bool parse_mode(const char *text, struct options *opt)
+{
+	if (strcmp(text, "single") == 0) {
+		opt->mode = MODE_SINGLE;
+		opt->clients = 64;
+	} else if (strcmp(text, "batch") == 0) {
+		opt->mode = MODE_BATCH;
+	} else if (strcmp(text, "preload") == 0) {
+		opt->mode = MODE_PRELOAD;
+	} else {
+		usage();
+		return false;
+	}
+	return true;
+}
+
+/* Checks the combination of options and resolves the target address, which must be a
+ * loopback address: this driver is for benchmarks on this machine only. */
+static bool options_check(const struct options *opt, struct sockaddr_in *addr)
+{
+	bool needs_count = opt->mode != MODE_PRELOAD;
+
+	if (opt->port == 0 || (needs_count ? opt->count == 0 : opt->subjects == 0)) {
+		fprintf(stderr,
+		        "loadgen: missing --port or --%s; run without arguments for "
+		        "usage\n",
+		        needs_count ? "count" : "subjects");
+		return false;
+	}
+	memset(addr, 0, sizeof(*addr));
+	addr->sin_family = AF_INET;
+	addr->sin_port = htons((uint16_t)opt->port);
+	if (inet_pton(AF_INET, opt->host, &addr->sin_addr) != 1 ||
+	    (ntohl(addr->sin_addr.s_addr) >> 24) != 127) {
+		fprintf(stderr,
+		        "loadgen: invalid --host \"%s\": only IPv4 loopback addresses "
+		        "(127.0.0.0/8) are accepted\n",
+		        opt->host);
+		return false;
+	}
+	return true;
+}
+
+static bool parse_options(int argc, char **argv, struct options *opt, struct sockaddr_in *addr)
+{
+	if (argc < 2 || !parse_mode(argv[1], opt))
+		return false;
+	for (int i = 2; i < argc; i += 2) {
+		if (i + 1 >= argc) {
+			fprintf(stderr, "loadgen: option \"%s\" needs a value\n", argv[i]);
+			return false;
+		}
+		if (!parse_option(opt, argv[i], argv[i + 1]))
+			return false;
+	}
+	return options_check(opt, addr);
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static bool workload_init(struct workload *w, const struct options *opt)
+{
+	memset(w, 0, sizeof(*w));
+	w->opt = opt;
+	w->total_items = opt->mode == MODE_PRELOAD ? opt->subjects * opt->per_subject : opt->count;
+	workload_make_agents(w);
+	if (opt->copy_out == NULL)
+		return true;
+
+	w->copy_out = fopen(opt->copy_out, "w");
+	if (w->copy_out == NULL) {
+		fprintf(stderr, "loadgen: fopen(\"%s\") failed: %s\n", opt->copy_out,
+		        strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+static bool workload_finish(struct workload *w)
+{
+	bool ok = true;
+
+	if (w->copy_out != NULL && fclose(w->copy_out) != 0) {
+		fprintf(stderr, "loadgen: writing \"%s\" failed: %s\n", w->opt->copy_out,
+		        strerror(errno));
+		ok = false;
+	}
+	for (long i = 0; i < w->prebuilt_count; i++)
+		buf_free(&w->prebuilt[i].bytes);
+	free(w->prebuilt);
+	sodium_memzero(w->agents, sizeof(w->agents));
+	return ok;
+}
+
+static bool driver_init(struct driver *d, const struct options *opt, struct workload *w)
+{
+	memset(d, 0, sizeof(*d));
+	d->opt = opt;
+	d->work = w;
+	d->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	d->conns = calloc((size_t)opt->clients, sizeof(*d->conns));
+	if (d->epoll_fd < 0 || d->conns == NULL) {
+		fprintf(stderr, "loadgen: epoll_create1 or allocation failed: %s\n",
+		        strerror(errno));
+		return false;
+	}
+	for (long i = 0; i < opt->clients; i++) {
+		d->conns[i].fd = -1;
+		buf_init(&d->conns[i].in);
+	}
+	return true;
+}
+
+static void driver_free(struct driver *d)
+{
+	for (long i = 0; d->conns != NULL && i < d->opt->clients; i++) {
+		conn_close(d, &d->conns[i]);
+		buf_free(&d->conns[i].in);
+	}
+	free(d->conns);
+	free(d->stats.latencies_ms);
+	if (d->epoll_fd >= 0)
+		close(d->epoll_fd);
+}
+
+static bool run_ok(const struct driver *d)
+{
+	const struct stats *s = &d->stats;
+	bool exists_allowed = d->opt->mode == MODE_PRELOAD;
+
+	if (!exists_allowed && s->exists > 0)
+		fprintf(stderr, "loadgen: %ld claims already existed; use a new --tag per run\n",
+		        s->exists);
+	return !d->work->failed && s->http_errors == 0 && s->transport_errors == 0 &&
+	       s->rejected == 0 && (exists_allowed || s->exists == 0);
+}
+
+int main(int argc, char **argv)
+{
+	struct options opt = {.host = "127.0.0.1",
+	                      .clients = 4,
+	                      .batch_size = 500,
+	                      .per_subject = 10,
+	                      .max_seconds = 120,
+	                      .tag = "run"};
+	struct sockaddr_in addr;
+	struct workload work;
+	struct driver driver = {.epoll_fd = -1};
+	double gen_start;
+	double gen_seconds;
+	bool ok;
+
+	if (!parse_options(argc, argv, &opt, &addr))
+		return 2;
+	if (sodium_init() < 0 || !workload_init(&work, &opt))
+		return 1;
+
+	gen_start = now_seconds();
+	ok = opt.mode == MODE_PRELOAD || workload_prebuild(&work);
+	gen_seconds = now_seconds() - gen_start;
+	if (ok && driver_init(&driver, &opt, &work)) {
+		driver.addr = addr;
+		ok = driver_run(&driver);
+		print_result(&driver, gen_seconds);
+		ok = ok && run_ok(&driver);
+	} else {
+		ok = false;
+	}
+
+	driver_free(&driver);
+	ok = workload_finish(&work) && ok;
+	return ok ? 0 : 1;
+}
