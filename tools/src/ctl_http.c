@@ -1,0 +1,231 @@
+/* HTTP client of stemedb-ctl (libcurl). One easy handle is reused for every request,
+ * so a long import keeps its connection alive. */
+
+#include <curl/curl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+/* A whole import batch of 1,000 assertions takes a few seconds at most on a healthy
+ * node; a minute means the node is stuck, and the importer retries. */
+#define CTL_HTTP_CONNECT_TIMEOUT_S 5L
+#define CTL_HTTP_TIMEOUT_S 60L
+/* Responses larger than this are not API responses; the limit protects memory. */
+#define CTL_HTTP_MAX_RESPONSE (64u * 1024u * 1024u)
+
+struct ctl_http {
+	CURL *curl;
+	char *base_url;
+};
+
+struct response_buffer {
+	char *data;
+	size_t len;
+	bool too_large;
+};
+
+struct ctl_http *ctl_http_new(const char *base_url)
+{
+	struct ctl_http *http;
+	size_t len = strlen(base_url);
+
+	if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0) {
+		ctl_error("invalid --url \"%s\": it must start with http:// or https://, "
+			  "e.g. %s",
+			  base_url, CTL_DEFAULT_URL);
+		return NULL;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		ctl_error("curl_global_init failed; check the libcurl installation");
+		return NULL;
+	}
+
+	http = calloc(1, sizeof(*http));
+	if (http == NULL)
+		abort();
+	while (len > 0 && base_url[len - 1] == '/')
+		len--;
+	http->base_url = strndup(base_url, len);
+	http->curl = curl_easy_init();
+	if (http->curl == NULL) {
+		ctl_error("curl_easy_init failed");
+		ctl_http_free(http);
+		return NULL;
+	}
+	return http;
+}
+
+void ctl_http_free(struct ctl_http *http)
+{
+	if (http == NULL)
+		return;
+	if (http->curl != NULL)
+		curl_easy_cleanup(http->curl);
+	free(http->base_url);
+	free(http);
+	curl_global_cleanup();
+}
+
+const char *ctl_http_base_url(const struct ctl_http *http)
+{
+	return http->base_url;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *user)
+{
+	struct response_buffer *rb = user;
+	size_t n = size * count;
+	char *grown;
+
+	if (rb->len + n > CTL_HTTP_MAX_RESPONSE) {
+		rb->too_large = true;
+		return 0;
+	}
+	grown = realloc(rb->data, rb->len + n + 1);
+	if (grown == NULL)
+		abort();
+	rb->data = grown;
+	memcpy(rb->data + rb->len, data, n);
+	rb->len += n;
+	rb->data[rb->len] = '\0';
+	return n;
+}
+
+void ctl_http_query_add(struct ctl_http *http, char **query, const char *name, const char *value)
+{
+	char *escaped = curl_easy_escape(http->curl, value, 0);
+	char *joined;
+	int rc;
+
+	if (escaped == NULL)
+		abort();
+	if (*query == NULL)
+		rc = asprintf(&joined, "%s=%s", name, escaped);
+	else
+		rc = asprintf(&joined, "%s&%s=%s", *query, name, escaped);
+	if (rc < 0)
+		abort();
+	curl_free(escaped);
+	free(*query);
+	*query = joined;
+}
+
+/* Connection-level failures that a later attempt may get past. */
+static bool curl_code_retryable(CURLcode code)
+{
+	switch (code) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void set_request_options(struct ctl_http *http, const char *method, const char *url,
+				 const char *payload, struct curl_slist *headers,
+				 struct response_buffer *rb, char *errbuf)
+{
+	CURL *c = http->curl;
+
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CTL_HTTP_CONNECT_TIMEOUT_S);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, CTL_HTTP_TIMEOUT_S);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, rb);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "stemedb-ctl");
+	if (payload != NULL) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(payload));
+	}
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+}
+
+static void parse_response_body(struct response_buffer *rb, struct ctl_response *resp)
+{
+	json_error_t jerr;
+
+	if (rb->len == 0)
+		return;
+	resp->body = json_loadb(rb->data, rb->len, 0, &jerr);
+	if (resp->body == NULL)
+		snprintf(resp->error, sizeof(resp->error),
+			 "response with status %ld is not JSON: %s", resp->status, jerr.text);
+}
+
+void ctl_http_request(struct ctl_http *http, const char *method, const char *path,
+		      const char *query, const json_t *body, struct ctl_response *resp)
+{
+	struct response_buffer rb = {0};
+	struct curl_slist *headers = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	char *payload = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	char *url;
+	CURLcode code;
+
+	memset(resp, 0, sizeof(*resp));
+	if (asprintf(&url, "%s%s%s%s", http->base_url, path, query != NULL ? "?" : "",
+		     query != NULL ? query : "") < 0)
+		abort();
+	headers = curl_slist_append(headers, "Accept: application/json");
+	if (payload != NULL)
+		headers = curl_slist_append(headers, "Content-Type: application/json");
+	set_request_options(http, method, url, payload, headers, &rb, errbuf);
+
+	code = curl_easy_perform(http->curl);
+	if (code == CURLE_OK) {
+		curl_easy_getinfo(http->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+		parse_response_body(&rb, resp);
+	} else {
+		resp->transport = true;
+		resp->retryable = curl_code_retryable(code);
+		snprintf(resp->error, sizeof(resp->error), "%s %s failed: %s", method, url,
+			 rb.too_large ? "response too large"
+				      : (errbuf[0] != '\0' ? errbuf : curl_easy_strerror(code)));
+	}
+
+	curl_slist_free_all(headers);
+	free(rb.data);
+	free(payload);
+	free(url);
+}
+
+void ctl_response_free(struct ctl_response *resp)
+{
+	json_decref(resp->body);
+	resp->body = NULL;
+}
+
+int ctl_report_failure(const char *what, const struct ctl_response *resp)
+{
+	const json_t *error = json_object_get(resp->body, "error");
+	const char *code = json_string_value(json_object_get(error, "code"));
+	const char *message = json_string_value(json_object_get(error, "message"));
+	const char *field = json_string_value(json_object_get(error, "field"));
+
+	if (resp->transport) {
+		ctl_error("%s: %s; check that stemedb-api runs and --url is right", what,
+			  resp->error);
+		return CTL_EXIT_USAGE;
+	}
+	if (code == NULL) {
+		ctl_error("%s: unexpected response with HTTP status %ld%s%s", what, resp->status,
+			  resp->error[0] != '\0' ? ": " : "", resp->error);
+		return resp->status >= 500 ? CTL_EXIT_USAGE : CTL_EXIT_REJECTED;
+	}
+	ctl_error("%s: HTTP %ld %s: %s%s%s%s", what, resp->status, code,
+		  message != NULL ? message : "(no message)", field != NULL ? " (field " : "",
+		  field != NULL ? field : "", field != NULL ? ")" : "");
+	return CTL_EXIT_REJECTED;
+}
