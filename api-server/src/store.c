@@ -1,0 +1,720 @@
+/*
+ * RocksDB storage. Column families (docs/storage.md gives every byte):
+ *
+ *   default     key "wal_cursor" (10 ASCII bytes) -> u64 LE global WAL offset just past
+ *               the last applied record
+ *   assertions  key hash (32 B) -> assertion envelope (assertion_encode_envelope)
+ *   sp_index    key subject, 0x00, predicate, 0x00, timestamp u64 BE, hash (32 B)
+ *               -> candidate value (encode_candidate below)
+ *
+ * Subjects and predicates never contain NUL, so the two separators make the prefix of a
+ * (subject, predicate) unambiguous, and keys inside it sort by timestamp, then hash.
+ *
+ * Writes go through a WriteBatch with the RocksDB WAL disabled, because the StemeDB WAL
+ * already contains every record and the cursor in the same batch says where replay starts.
+ * atomic_flush keeps the column families of one flush consistent with each other.
+ */
+
+#include "store.h"
+
+#include <inttypes.h>
+#include <rocksdb/c.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stemedb/buf.h"
+#include "stemedb/log.h"
+
+#define STORE_BLOCK_CACHE_BYTES  (256u * 1024u * 1024u)
+#define STORE_BLOOM_BITS_PER_KEY 10.0
+#define STORE_CURSOR_KEY         "wal_cursor"
+#define STORE_CANDIDATE_VERSION  1
+/* Key suffix after the (subject, predicate) prefix: timestamp u64 BE and hash. */
+#define STORE_INDEX_SUFFIX_LEN (8 + STEMEDB_HASH_LEN)
+
+enum store_cf { CF_DEFAULT = 0, CF_ASSERTIONS, CF_SP_INDEX, CF_COUNT };
+
+static const char *const CF_NAMES[CF_COUNT] = {"default", "assertions", "sp_index"};
+
+struct store {
+	char *path;
+	rocksdb_t *db;
+	rocksdb_options_t *db_options;
+	rocksdb_options_t *cf_options[CF_COUNT];
+	rocksdb_cache_t *cache;
+	rocksdb_column_family_handle_t *cf[CF_COUNT];
+	rocksdb_readoptions_t *read_options;
+	rocksdb_writeoptions_t *write_options;
+	_Atomic uint64_t assertion_count;
+};
+
+/* Puts are buffered as (column family u8, key length u32, key, value length u32, value)
+ * because store_batch_new has no store, and so no column family handles, to write to. */
+struct store_batch {
+	struct buf ops;
+	bool has_cursor;
+	uint64_t cursor;
+};
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || err_size == 0) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(err, err_size, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- options ---- */
+
+static rocksdb_options_t *make_cf_options(struct store *s, enum store_cf cf)
+{
+	rocksdb_options_t *options = rocksdb_options_create();
+	rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
+
+	rocksdb_block_based_options_set_block_cache(table, s->cache);
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1);
+	rocksdb_block_based_options_set_format_version(table, 5);
+
+	/* Duplicate checks look up hashes that are mostly absent, and a whole-key bloom
+	 * filter rules most of them out without a disk read. The index is only ever scanned by
+	 * prefix, and its prefixes vary in length, so a filter there would cost space for nothing.
+	 */
+	if (cf == CF_ASSERTIONS) {
+		rocksdb_block_based_options_set_filter_policy(
+		        table, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
+	}
+	rocksdb_options_set_block_based_table_factory(options, table);
+	rocksdb_block_based_options_destroy(table);
+
+	rocksdb_options_set_compression(options, rocksdb_lz4_compression);
+	rocksdb_options_set_level_compaction_dynamic_level_bytes(options, 1);
+	return options;
+}
+
+static void make_db_options(struct store *s)
+{
+	s->db_options = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(s->db_options, 1);
+	rocksdb_options_set_create_missing_column_families(s->db_options, 1);
+	rocksdb_options_increase_parallelism(s->db_options, 2);
+	rocksdb_options_set_atomic_flush(s->db_options, 1);
+	rocksdb_options_set_keep_log_file_num(s->db_options, 5);
+
+	s->read_options = rocksdb_readoptions_create();
+	s->write_options = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_disable_WAL(s->write_options, 1);
+}
+
+/* ---- open and close ---- */
+
+/* Counts the assertions once, so that the counter is right even after a crash. */
+static enum store_result count_assertions(struct store *s, uint64_t *count)
+{
+	rocksdb_readoptions_t *options = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	char *error = NULL;
+	uint64_t n = 0;
+
+	rocksdb_readoptions_set_fill_cache(options, 0);
+	it = rocksdb_create_iterator_cf(s->db, options, s->cf[CF_ASSERTIONS]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		n++;
+	}
+	rocksdb_iter_get_error(it, &error);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(options);
+
+	if (error != NULL) {
+		log_error("counting the assertions in %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	*count = n;
+	return STORE_OK;
+}
+
+struct store *store_open(const char *path, char *err, size_t err_size)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	char *error = NULL;
+	uint64_t count = 0;
+
+	if (s == NULL) {
+		abort();
+	}
+	s->path = strdup(path);
+	s->cache = rocksdb_cache_create_lru(STORE_BLOCK_CACHE_BYTES);
+	make_db_options(s);
+	for (int i = 0; i < CF_COUNT; i++) {
+		s->cf_options[i] = make_cf_options(s, (enum store_cf)i);
+	}
+
+	s->db = rocksdb_open_column_families(s->db_options, path, CF_COUNT, CF_NAMES,
+	                                     (const rocksdb_options_t *const *)s->cf_options, s->cf,
+	                                     &error);
+	if (error != NULL) {
+		set_err(err, err_size, "cannot open the RocksDB database in %s: %s", path, error);
+		log_error("rocksdb_open_column_families() of %s failed: %s", path, error);
+		rocksdb_free(error);
+		goto fail;
+	}
+
+	if (count_assertions(s, &count) != STORE_OK) {
+		set_err(err, err_size, "cannot count the assertions in %s; see the log", path);
+		goto fail;
+	}
+	atomic_store(&s->assertion_count, count);
+	log_info("opened the store in %s with %" PRIu64 " assertions", path, count);
+	return s;
+
+fail:
+	store_close(s);
+	return NULL;
+}
+
+void store_close(struct store *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	for (int i = 0; i < CF_COUNT; i++) {
+		if (s->cf[i] != NULL) {
+			rocksdb_column_family_handle_destroy(s->cf[i]);
+		}
+	}
+	if (s->db != NULL) {
+		rocksdb_close(s->db);
+	}
+	for (int i = 0; i < CF_COUNT; i++) {
+		if (s->cf_options[i] != NULL) {
+			rocksdb_options_destroy(s->cf_options[i]);
+		}
+	}
+	rocksdb_options_destroy(s->db_options);
+	rocksdb_readoptions_destroy(s->read_options);
+	rocksdb_writeoptions_destroy(s->write_options);
+	rocksdb_cache_destroy(s->cache);
+	free(s->path);
+	free(s);
+}
+
+/* ---- point reads ---- */
+
+/* Reads one value; *out stays NULL when the key is absent. */
+static enum store_result get_pinned(struct store *s, enum store_cf cf, const void *key,
+                                    size_t key_len, rocksdb_pinnableslice_t **out)
+{
+	char *error = NULL;
+
+	*out = rocksdb_get_pinned_cf(s->db, s->read_options, s->cf[cf], key, key_len, &error);
+	if (error != NULL) {
+		log_error("rocksdb_get_pinned_cf() in column family %s of %s failed: %s",
+		          CF_NAMES[cf], s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return *out == NULL ? STORE_NOT_FOUND : STORE_OK;
+}
+
+enum store_result store_get_cursor(struct store *s, uint64_t *cursor)
+{
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc;
+	const char *value;
+	size_t len;
+
+	rc = get_pinned(s, CF_DEFAULT, STORE_CURSOR_KEY, strlen(STORE_CURSOR_KEY), &slice);
+	if (rc == STORE_NOT_FOUND) {
+		*cursor = 0;
+		return STORE_OK;
+	}
+	if (rc != STORE_OK) {
+		return rc;
+	}
+
+	value = rocksdb_pinnableslice_value(slice, &len);
+	if (len != 8) {
+		log_error("the WAL cursor in %s is %zu bytes long instead of 8", s->path, len);
+		rc = STORE_ERROR;
+	} else {
+		*cursor = load_u64le((const uint8_t *)value);
+	}
+	rocksdb_pinnableslice_destroy(slice);
+	return rc;
+}
+
+enum store_result store_has_assertion(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc = get_pinned(s, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, &slice);
+
+	if (slice != NULL) {
+		rocksdb_pinnableslice_destroy(slice);
+	}
+	return rc;
+}
+
+enum store_result store_get_assertion(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
+                                      struct assertion *a, struct hlc_stamp *hlc)
+{
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc = get_pinned(s, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, &slice);
+	const char *value;
+	size_t len;
+
+	if (rc != STORE_OK) {
+		return rc;
+	}
+
+	value = rocksdb_pinnableslice_value(slice, &len);
+	if (!assertion_decode_envelope((const uint8_t *)value, len, a, hlc)) {
+		log_error("the stored envelope of an assertion in %s (%zu bytes) does not decode",
+		          s->path, len);
+		rc = STORE_ERROR;
+	}
+	rocksdb_pinnableslice_destroy(slice);
+	return rc;
+}
+
+/* ---- candidate values ---- */
+
+/* Candidate value, version 1: u8 version, u8 object type, the object (text and
+ * reference: u32 length and bytes; number: binary64; boolean: u8), u32 confidence in
+ * millionths, u8 source class, u8 lifecycle, u8 flags (bit 0: epoch present),
+ * epoch 32 B when present, HLC wall_ms u64, logical u32, node id 16 B, u8 agent count
+ * and 32 B per distinct signer. Timestamp and hash are in the key. */
+static void encode_candidate(const struct candidate *c, struct buf *out)
+{
+	buf_put_u8(out, STORE_CANDIDATE_VERSION);
+	buf_put_u8(out, (uint8_t)c->object.type);
+	if (c->object.type == OBJECT_NUMBER) {
+		uint64_t bits;
+
+		memcpy(&bits, &c->object.number, sizeof(bits));
+		buf_put_u64le(out, bits);
+	} else if (c->object.type == OBJECT_BOOLEAN) {
+		buf_put_u8(out, c->object.boolean ? 1 : 0);
+	} else {
+		buf_put_u32le(out, (uint32_t)c->object.text_len);
+		buf_append(out, c->object.text, c->object.text_len);
+	}
+
+	buf_put_u32le(out, c->confidence_micro);
+	buf_put_u8(out, c->source_class);
+	buf_put_u8(out, c->lifecycle);
+	buf_put_u8(out, c->has_epoch ? 1 : 0);
+	if (c->has_epoch) {
+		buf_append(out, c->epoch, STEMEDB_HASH_LEN);
+	}
+
+	buf_put_u64le(out, c->hlc.wall_ms);
+	buf_put_u32le(out, c->hlc.logical);
+	buf_append(out, c->hlc.node_id, sizeof(c->hlc.node_id));
+	buf_put_u8(out, (uint8_t)c->agent_count);
+	buf_append(out, c->agents, c->agent_count * STEMEDB_AGENT_ID_LEN);
+}
+
+static bool decode_object(struct reader *r, struct object_value *o)
+{
+	o->type = (enum object_type)reader_u8(r);
+	if (o->type == OBJECT_NUMBER) {
+		uint64_t bits = reader_u64le(r);
+
+		memcpy(&o->number, &bits, sizeof(bits));
+		return r->ok;
+	}
+	if (o->type == OBJECT_BOOLEAN) {
+		o->boolean = reader_u8(r) != 0;
+		return r->ok;
+	}
+	if (o->type != OBJECT_TEXT && o->type != OBJECT_REFERENCE) {
+		return false;
+	}
+
+	uint32_t len = reader_u32le(r);
+	const uint8_t *text = reader_bytes(r, len);
+
+	if (text == NULL) {
+		return false;
+	}
+	o->text = malloc((size_t)len + 1);
+	if (o->text == NULL) {
+		abort();
+	}
+	memcpy(o->text, text, len);
+	o->text[len] = '\0';
+	o->text_len = len;
+	return true;
+}
+
+/* Fills c (zeroed by the caller) from an index key suffix and value. */
+static bool decode_candidate(const uint8_t *suffix, const uint8_t *value, size_t len,
+                             struct candidate *c)
+{
+	struct reader r;
+	const uint8_t *bytes;
+
+	c->timestamp = load_u64be(suffix);
+	memcpy(c->hash, suffix + 8, STEMEDB_HASH_LEN);
+
+	reader_init(&r, value, len);
+	if (reader_u8(&r) != STORE_CANDIDATE_VERSION || !decode_object(&r, &c->object)) {
+		return false;
+	}
+	c->confidence_micro = reader_u32le(&r);
+	c->source_class = reader_u8(&r);
+	c->lifecycle = reader_u8(&r);
+	c->has_epoch = (reader_u8(&r) & 1) != 0;
+	if (c->has_epoch) {
+		bytes = reader_bytes(&r, STEMEDB_HASH_LEN);
+		if (bytes != NULL) {
+			memcpy(c->epoch, bytes, STEMEDB_HASH_LEN);
+		}
+	}
+
+	c->hlc.wall_ms = reader_u64le(&r);
+	c->hlc.logical = reader_u32le(&r);
+	bytes = reader_bytes(&r, sizeof(c->hlc.node_id));
+	if (bytes != NULL) {
+		memcpy(c->hlc.node_id, bytes, sizeof(c->hlc.node_id));
+	}
+	c->agent_count = reader_u8(&r);
+	if (c->agent_count > STEMEDB_SIGNATURES_MAX) {
+		return false;
+	}
+	bytes = reader_bytes(&r, c->agent_count * STEMEDB_AGENT_ID_LEN);
+	if (bytes != NULL) {
+		memcpy(c->agents, bytes, c->agent_count * STEMEDB_AGENT_ID_LEN);
+	}
+	return r.ok && r.left == 0;
+}
+
+/* ---- prefix scans ---- */
+
+/* Appends subject, 0x00 and, when predicate is not NULL, predicate and 0x00. */
+static void build_prefix(struct buf *out, const char *subject, size_t subject_len,
+                         const char *predicate, size_t predicate_len)
+{
+	buf_append(out, subject, subject_len);
+	buf_put_u8(out, 0);
+	if (predicate != NULL) {
+		buf_append(out, predicate, predicate_len);
+		buf_put_u8(out, 0);
+	}
+}
+
+/* An iterator over the keys of sp_index that start with prefix, which ends in 0x00, so
+ * the first key after the range is the prefix with its last byte set to 0x01. */
+struct prefix_scan {
+	rocksdb_readoptions_t *options;
+	rocksdb_iterator_t *it;
+	struct buf upper;
+};
+
+static void prefix_scan_start(struct store *s, struct prefix_scan *scan, const struct buf *prefix)
+{
+	buf_init(&scan->upper);
+	buf_append(&scan->upper, prefix->data, prefix->len);
+	scan->upper.data[scan->upper.len - 1] = 0x01;
+
+	scan->options = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(scan->options, (const char *)scan->upper.data,
+	                                            scan->upper.len);
+	scan->it = rocksdb_create_iterator_cf(s->db, scan->options, s->cf[CF_SP_INDEX]);
+	rocksdb_iter_seek(scan->it, (const char *)prefix->data, prefix->len);
+}
+
+/* Destroys the iterator and returns STORE_ERROR when it stopped on an error. */
+static enum store_result prefix_scan_finish(struct store *s, struct prefix_scan *scan)
+{
+	char *error = NULL;
+	enum store_result rc = STORE_OK;
+
+	rocksdb_iter_get_error(scan->it, &error);
+	if (error != NULL) {
+		log_error("scanning the subject/predicate index of %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		rc = STORE_ERROR;
+	}
+	rocksdb_iter_destroy(scan->it);
+	rocksdb_readoptions_destroy(scan->options);
+	buf_free(&scan->upper);
+	return rc;
+}
+
+enum store_result store_scan_candidates(struct store *s, const char *subject, size_t subject_len,
+                                        const char *predicate, size_t predicate_len, uint64_t as_of,
+                                        size_t limit, struct candidate_list *out)
+{
+	struct buf prefix;
+	struct prefix_scan scan;
+	enum store_result rc = STORE_OK;
+
+	buf_init(&prefix);
+	build_prefix(&prefix, subject, subject_len, predicate, predicate_len);
+	prefix_scan_start(s, &scan, &prefix);
+
+	for (size_t n = 0; rocksdb_iter_valid(scan.it) && (limit == 0 || n < limit); n++) {
+		size_t key_len;
+		size_t value_len;
+		const uint8_t *key = (const uint8_t *)rocksdb_iter_key(scan.it, &key_len);
+		const uint8_t *value = (const uint8_t *)rocksdb_iter_value(scan.it, &value_len);
+		struct candidate *c;
+
+		if (key_len != prefix.len + STORE_INDEX_SUFFIX_LEN) {
+			log_error("an index key of %zu bytes in %s does not match the layout",
+			          key_len, s->path);
+			rc = STORE_ERROR;
+			break;
+		}
+		if (load_u64be(key + prefix.len) > as_of) {
+			break;
+		}
+
+		c = candidate_list_push(out);
+		if (!decode_candidate(key + prefix.len, value, value_len, c)) {
+			log_error("an index value of %zu bytes in %s does not decode", value_len,
+			          s->path);
+			rc = STORE_ERROR;
+			break;
+		}
+		rocksdb_iter_next(scan.it);
+	}
+
+	if (prefix_scan_finish(s, &scan) != STORE_OK) {
+		rc = STORE_ERROR;
+	}
+	buf_free(&prefix);
+	return rc;
+}
+
+enum store_result store_subject_predicates(struct store *s, const char *subject, size_t subject_len,
+                                           bool (*fn)(void *ctx, const char *predicate,
+                                                      size_t predicate_len, uint64_t count),
+                                           void *ctx)
+{
+	struct buf prefix;
+	struct buf current;
+	struct prefix_scan scan;
+	uint64_t count = 0;
+	bool more = true;
+	enum store_result rc;
+
+	buf_init(&prefix);
+	buf_init(&current);
+	build_prefix(&prefix, subject, subject_len, NULL, 0);
+	prefix_scan_start(s, &scan, &prefix);
+
+	for (; rocksdb_iter_valid(scan.it) && more; rocksdb_iter_next(scan.it)) {
+		size_t key_len;
+		const char *key = rocksdb_iter_key(scan.it, &key_len);
+		const char *predicate = key + prefix.len;
+		const char *end = memchr(predicate, 0, key_len - prefix.len);
+		size_t predicate_len = end ? (size_t)(end - predicate) : key_len - prefix.len;
+
+		if (count > 0 && (predicate_len != current.len ||
+		                  memcmp(predicate, current.data, predicate_len) != 0)) {
+			more = fn(ctx, (const char *)current.data, current.len, count);
+			count = 0;
+		}
+		if (count == 0) {
+			buf_reset(&current);
+			buf_append(&current, predicate, predicate_len);
+		}
+		count++;
+	}
+	if (more && count > 0) {
+		fn(ctx, (const char *)current.data, current.len, count);
+	}
+
+	rc = prefix_scan_finish(s, &scan);
+	buf_free(&current);
+	buf_free(&prefix);
+	return rc;
+}
+
+/* ---- statistics ---- */
+
+uint64_t store_assertion_count(struct store *s)
+{
+	return atomic_load(&s->assertion_count);
+}
+
+uint64_t store_disk_bytes(struct store *s)
+{
+	static const char *const PROPERTIES[] = {"rocksdb.live-sst-files-size",
+	                                         "rocksdb.cur-size-all-mem-tables"};
+	uint64_t total = 0;
+
+	for (int cf = 0; cf < CF_COUNT; cf++) {
+		for (size_t p = 0; p < sizeof(PROPERTIES) / sizeof(PROPERTIES[0]); p++) {
+			uint64_t value = 0;
+
+			if (rocksdb_property_int_cf(s->db, s->cf[cf], PROPERTIES[p], &value) == 0) {
+				total += value;
+			}
+		}
+	}
+	return total;
+}
+
+/* ---- batches ---- */
+
+struct store_batch *store_batch_new(void)
+{
+	struct store_batch *b = calloc(1, sizeof(*b));
+
+	if (b == NULL) {
+		abort();
+	}
+	buf_init(&b->ops);
+	return b;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+	if (b == NULL) {
+		return;
+	}
+	buf_free(&b->ops);
+	free(b);
+}
+
+void store_batch_clear(struct store_batch *b)
+{
+	buf_reset(&b->ops);
+	b->has_cursor = false;
+	b->cursor = 0;
+}
+
+static void batch_put(struct store_batch *b, enum store_cf cf, const void *key, size_t key_len,
+                      const void *value, size_t value_len)
+{
+	buf_put_u8(&b->ops, (uint8_t)cf);
+	buf_put_u32le(&b->ops, (uint32_t)key_len);
+	buf_append(&b->ops, key, key_len);
+	buf_put_u32le(&b->ops, (uint32_t)value_len);
+	buf_append(&b->ops, value, value_len);
+}
+
+void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                               const struct assertion *a, const struct hlc_stamp *hlc,
+                               const uint8_t *envelope, size_t envelope_len)
+{
+	struct candidate c;
+	struct buf key;
+	struct buf value;
+
+	memset(&c, 0, sizeof(c));
+	candidate_from_assertion(&c, a, hash, hlc);
+	buf_init(&key);
+	buf_init(&value);
+
+	build_prefix(&key, a->subject, a->subject_len, a->predicate, a->predicate_len);
+	buf_put_u64be(&key, a->timestamp);
+	buf_append(&key, hash, STEMEDB_HASH_LEN);
+	encode_candidate(&c, &value);
+
+	batch_put(b, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, envelope, envelope_len);
+	batch_put(b, CF_SP_INDEX, key.data, key.len, value.data, value.len);
+
+	free(c.object.text);
+	buf_free(&key);
+	buf_free(&value);
+}
+
+void store_batch_set_cursor(struct store_batch *b, uint64_t cursor)
+{
+	b->has_cursor = true;
+	b->cursor = cursor;
+}
+
+/* Replays the buffered puts into a RocksDB WriteBatch. */
+static rocksdb_writebatch_t *build_writebatch(struct store *s, const struct store_batch *b)
+{
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	struct reader r;
+
+	reader_init(&r, b->ops.data, b->ops.len);
+	while (r.ok && r.left > 0) {
+		uint8_t cf = reader_u8(&r);
+		uint32_t key_len = reader_u32le(&r);
+		const uint8_t *key = reader_bytes(&r, key_len);
+		uint32_t value_len = reader_u32le(&r);
+		const uint8_t *value = reader_bytes(&r, value_len);
+
+		if (!r.ok || cf >= CF_COUNT) {
+			break;
+		}
+		rocksdb_writebatch_put_cf(wb, s->cf[cf], (const char *)key, key_len,
+		                          (const char *)value, value_len);
+	}
+
+	if (b->has_cursor) {
+		uint8_t cursor[8];
+
+		store_u64le(cursor, b->cursor);
+		rocksdb_writebatch_put_cf(wb, s->cf[CF_DEFAULT], STORE_CURSOR_KEY,
+		                          strlen(STORE_CURSOR_KEY), (const char *)cursor,
+		                          sizeof(cursor));
+	}
+	return wb;
+}
+
+enum store_result store_batch_commit(struct store *s, struct store_batch *b,
+                                     uint64_t new_assertions, char *err, size_t err_size)
+{
+	rocksdb_writebatch_t *wb = build_writebatch(s, b);
+	char *error = NULL;
+
+	rocksdb_write(s->db, s->write_options, wb, &error);
+	rocksdb_writebatch_destroy(wb);
+	if (error != NULL) {
+		set_err(err, err_size, "rocksdb_write() of a batch to %s failed: %s", s->path,
+		        error);
+		log_error("rocksdb_write() of a batch to %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+
+	atomic_fetch_add(&s->assertion_count, new_assertions);
+	return STORE_OK;
+}
+
+enum store_result store_flush(struct store *s, char *err, size_t err_size)
+{
+	/* The cursor (default) goes last: a crash between two flushes then leaves data ahead
+	 * of the cursor, which replay rewrites harmlessly, never a cursor ahead of data. The
+	 * RocksDB 7.8 C API has no call that flushes several column families at once. */
+	static const enum store_cf ORDER[CF_COUNT] = {CF_ASSERTIONS, CF_SP_INDEX, CF_DEFAULT};
+	rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
+	enum store_result rc = STORE_OK;
+
+	rocksdb_flushoptions_set_wait(options, 1);
+	for (int i = 0; i < CF_COUNT; i++) {
+		char *error = NULL;
+
+		rocksdb_flush_cf(s->db, options, s->cf[ORDER[i]], &error);
+		if (error != NULL) {
+			set_err(err, err_size, "rocksdb_flush_cf() of %s in %s failed: %s",
+			        CF_NAMES[ORDER[i]], s->path, error);
+			log_error("rocksdb_flush_cf() of %s in %s failed: %s", CF_NAMES[ORDER[i]],
+			          s->path, error);
+			rocksdb_free(error);
+			rc = STORE_ERROR;
+			break;
+		}
+	}
+	rocksdb_flushoptions_destroy(options);
+	return rc;
+}
