@@ -300,10 +300,14 @@ static void scratch_init(struct grouping_scratch *s, const struct candidate *can
 	              agent_total * sizeof(const uint8_t *);
 	s->block = lens_alloc(size, "claim grouping scratch");
 
-	s->effective = s->block;
-	s->claim_of = (size_t *)(s->effective + count);
-	s->founders = s->claim_of + count;
-	s->ids = (const uint8_t **)(s->founders + count);
+	char *next = s->block;
+	s->effective = (double *)(void *)next;
+	next += count * sizeof(double);
+	s->claim_of = (size_t *)(void *)next;
+	next += count * sizeof(size_t);
+	s->founders = (size_t *)(void *)next;
+	next += count * sizeof(size_t);
+	s->ids = (const uint8_t **)(void *)next;
 }
 
 /* Assigns each candidate to the first claim whose founder value matches, in candidate
