@@ -12,9 +12,9 @@
 
 #include "stemedb/assertion.h"
 
-#define CTL_EXIT_OK 0
+#define CTL_EXIT_OK       0
 #define CTL_EXIT_REJECTED 1
-#define CTL_EXIT_USAGE 2
+#define CTL_EXIT_USAGE    2
 
 #define CTL_DEFAULT_URL "http://127.0.0.1:18180"
 
@@ -42,7 +42,7 @@ struct ctl_key {
 /* ctl_assert.c: hashes and signs a (with its own timestamp as the signature time) and
  * returns its JSON form, or NULL when a is not encodable. */
 json_t *ctl_sign_assertion(struct assertion *a, const struct ctl_key *key,
-			   char hash_hex[2 * STEMEDB_HASH_LEN + 1]);
+                           char hash_hex[2 * STEMEDB_HASH_LEN + 1]);
 bool ctl_key_load(const char *path, struct ctl_key *key);
 void ctl_key_wipe(struct ctl_key *key);
 /* Returns a new object mapping agent id hex -> key file name (without ".key") for every
@@ -65,7 +65,7 @@ const char *ctl_http_base_url(const struct ctl_http *http);
 /* Performs one request. body may be NULL. query is an already-encoded "a=b&c=d" or
  * NULL. Always fills resp; release it with ctl_response_free. */
 void ctl_http_request(struct ctl_http *http, const char *method, const char *path,
-		      const char *query, const json_t *body, struct ctl_response *resp);
+                      const char *query, const json_t *body, struct ctl_response *resp);
 /* Appends name=value, percent-encoded, to the malloc'ed query string *query (NULL
  * at first); the caller frees it. */
 void ctl_http_query_add(struct ctl_http *http, char **query, const char *name, const char *value);

@@ -14,27 +14,27 @@
 #include "stemedb/json_codec.h"
 
 static const char assert_help[] =
-	"usage: stemedb-ctl assert --key FILE --subject S --predicate P VALUE [OPTIONS]\n"
-	"\n"
-	"Signs one assertion with the agent key in FILE and writes it. Prints the\n"
-	"assertion hash and \"created\" or \"exists\".\n"
-	"\n"
-	"VALUE, exactly one of:\n"
-	"  --text V            text value (UTF-8)\n"
-	"  --number N          finite decimal number, e.g. 1098581 or 6.94\n"
-	"  --bool true|false   boolean value\n"
-	"  --reference R       reference to another subject, e.g. country/BO\n"
-	"\n"
-	"Options:\n"
-	"  --confidence C      confidence from 0 to 1 (default 0.9)\n"
-	"  --source-class NAME regulatory, clinical, observational, expert, community or\n"
-	"                      anecdotal (default anecdotal)\n"
-	"  --lifecycle NAME    proposed, under_review, approved, deprecated or rejected\n"
-	"                      (default proposed)\n"
-	"  --timestamp UNIX    claim time in Unix seconds (default now)\n"
-	"  --parent HASH       hash of the assertion this one revises or refutes\n"
-	"  --source-hash HASH  hash of the evidence (default all zeros)\n"
-	"  --epoch HASH        epoch id this claim belongs to\n";
+        "usage: stemedb-ctl assert --key FILE --subject S --predicate P VALUE [OPTIONS]\n"
+        "\n"
+        "Signs one assertion with the agent key in FILE and writes it. Prints the\n"
+        "assertion hash and \"created\" or \"exists\".\n"
+        "\n"
+        "VALUE, exactly one of:\n"
+        "  --text V            text value (UTF-8)\n"
+        "  --number N          finite decimal number, e.g. 1098581 or 6.94\n"
+        "  --bool true|false   boolean value\n"
+        "  --reference R       reference to another subject, e.g. country/BO\n"
+        "\n"
+        "Options:\n"
+        "  --confidence C      confidence from 0 to 1 (default 0.9)\n"
+        "  --source-class NAME regulatory, clinical, observational, expert, community or\n"
+        "                      anecdotal (default anecdotal)\n"
+        "  --lifecycle NAME    proposed, under_review, approved, deprecated or rejected\n"
+        "                      (default proposed)\n"
+        "  --timestamp UNIX    claim time in Unix seconds (default now)\n"
+        "  --parent HASH       hash of the assertion this one revises or refutes\n"
+        "  --source-hash HASH  hash of the evidence (default all zeros)\n"
+        "  --epoch HASH        epoch id this claim belongs to\n";
 
 enum assert_option {
 	OPT_KEY = 1,
@@ -55,22 +55,22 @@ enum assert_option {
 };
 
 static const struct option assert_options[] = {
-	{"key", required_argument, NULL, OPT_KEY},
-	{"subject", required_argument, NULL, OPT_SUBJECT},
-	{"predicate", required_argument, NULL, OPT_PREDICATE},
-	{"text", required_argument, NULL, OPT_TEXT},
-	{"number", required_argument, NULL, OPT_NUMBER},
-	{"bool", required_argument, NULL, OPT_BOOL},
-	{"reference", required_argument, NULL, OPT_REFERENCE},
-	{"confidence", required_argument, NULL, OPT_CONFIDENCE},
-	{"source-class", required_argument, NULL, OPT_SOURCE_CLASS},
-	{"lifecycle", required_argument, NULL, OPT_LIFECYCLE},
-	{"timestamp", required_argument, NULL, OPT_TIMESTAMP},
-	{"parent", required_argument, NULL, OPT_PARENT},
-	{"source-hash", required_argument, NULL, OPT_SOURCE_HASH},
-	{"epoch", required_argument, NULL, OPT_EPOCH},
-	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"subject", required_argument, NULL, OPT_SUBJECT},
+        {"predicate", required_argument, NULL, OPT_PREDICATE},
+        {"text", required_argument, NULL, OPT_TEXT},
+        {"number", required_argument, NULL, OPT_NUMBER},
+        {"bool", required_argument, NULL, OPT_BOOL},
+        {"reference", required_argument, NULL, OPT_REFERENCE},
+        {"confidence", required_argument, NULL, OPT_CONFIDENCE},
+        {"source-class", required_argument, NULL, OPT_SOURCE_CLASS},
+        {"lifecycle", required_argument, NULL, OPT_LIFECYCLE},
+        {"timestamp", required_argument, NULL, OPT_TIMESTAMP},
+        {"parent", required_argument, NULL, OPT_PARENT},
+        {"source-hash", required_argument, NULL, OPT_SOURCE_HASH},
+        {"epoch", required_argument, NULL, OPT_EPOCH},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
 };
 
 struct assert_args {
@@ -91,7 +91,7 @@ struct assert_args {
 };
 
 json_t *ctl_sign_assertion(struct assertion *a, const struct ctl_key *key,
-			   char hash_hex[2 * STEMEDB_HASH_LEN + 1])
+                           char hash_hex[2 * STEMEDB_HASH_LEN + 1])
 {
 	uint8_t hash[STEMEDB_HASH_LEN];
 
@@ -176,8 +176,8 @@ static bool set_object(struct object_value *o, const struct assert_args *args)
 		if (args->value[0] != '\0' && *end == '\0' && errno == 0 && isfinite(o->number))
 			return true;
 		ctl_error("assert: invalid --number \"%s\": expected a finite decimal number "
-			  "such as 1098581 or 6.94",
-			  args->value);
+		          "such as 1098581 or 6.94",
+		          args->value);
 		return false;
 	}
 }
@@ -229,7 +229,7 @@ static int post_assertion(struct ctl_http *http, const json_t *body, const char 
 	}
 	if (strcmp(hash, local_hash) != 0)
 		ctl_error("warning: the server stored hash %s but the local hash is %s", hash,
-			  local_hash);
+		          local_hash);
 	printf("%s %s\n", hash, status);
 
 done:
@@ -261,13 +261,13 @@ static bool parse_assert_args(int argc, char **argv, struct assert_args *args, b
 	}
 	if (optind < argc) {
 		ctl_error("assert: unexpected argument \"%s\"; values go after --text, "
-			  "--number, --bool or --reference",
-			  argv[optind]);
+		          "--number, --bool or --reference",
+		          argv[optind]);
 		return false;
 	}
 	if (args->value_option == 0) {
 		ctl_error("assert: missing value; give one of --text, --number, --bool, "
-			  "--reference");
+		          "--reference");
 		return false;
 	}
 	return ctl_require("assert", "--key FILE", args->key_path) &&

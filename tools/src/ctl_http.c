@@ -12,7 +12,7 @@
 /* A whole import batch of 1,000 assertions takes a few seconds at most on a healthy
  * node; a minute means the node is stuck, and the importer retries. */
 #define CTL_HTTP_CONNECT_TIMEOUT_S 5L
-#define CTL_HTTP_TIMEOUT_S 60L
+#define CTL_HTTP_TIMEOUT_S         60L
 /* Responses larger than this are not API responses; the limit protects memory. */
 #define CTL_HTTP_MAX_RESPONSE (64u * 1024u * 1024u)
 
@@ -34,8 +34,8 @@ struct ctl_http *ctl_http_new(const char *base_url)
 
 	if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0) {
 		ctl_error("invalid --url \"%s\": it must start with http:// or https://, "
-			  "e.g. %s",
-			  base_url, CTL_DEFAULT_URL);
+		          "e.g. %s",
+		          base_url, CTL_DEFAULT_URL);
 		return NULL;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -130,8 +130,8 @@ static bool curl_code_retryable(CURLcode code)
 }
 
 static void set_request_options(struct ctl_http *http, const char *method, const char *url,
-				 const char *payload, struct curl_slist *headers,
-				 struct response_buffer *rb, char *errbuf)
+                                const char *payload, struct curl_slist *headers,
+                                struct response_buffer *rb, char *errbuf)
 {
 	CURL *c = http->curl;
 
@@ -161,11 +161,11 @@ static void parse_response_body(struct response_buffer *rb, struct ctl_response 
 	resp->body = json_loadb(rb->data, rb->len, 0, &jerr);
 	if (resp->body == NULL)
 		snprintf(resp->error, sizeof(resp->error),
-			 "response with status %ld is not JSON: %s", resp->status, jerr.text);
+		         "response with status %ld is not JSON: %s", resp->status, jerr.text);
 }
 
 void ctl_http_request(struct ctl_http *http, const char *method, const char *path,
-		      const char *query, const json_t *body, struct ctl_response *resp)
+                      const char *query, const json_t *body, struct ctl_response *resp)
 {
 	struct response_buffer rb = {0};
 	struct curl_slist *headers = NULL;
@@ -176,7 +176,7 @@ void ctl_http_request(struct ctl_http *http, const char *method, const char *pat
 
 	memset(resp, 0, sizeof(*resp));
 	if (asprintf(&url, "%s%s%s%s", http->base_url, path, query != NULL ? "?" : "",
-		     query != NULL ? query : "") < 0)
+	             query != NULL ? query : "") < 0)
 		abort();
 	headers = curl_slist_append(headers, "Accept: application/json");
 	if (payload != NULL)
@@ -191,8 +191,8 @@ void ctl_http_request(struct ctl_http *http, const char *method, const char *pat
 		resp->transport = true;
 		resp->retryable = curl_code_retryable(code);
 		snprintf(resp->error, sizeof(resp->error), "%s %s failed: %s", method, url,
-			 rb.too_large ? "response too large"
-				      : (errbuf[0] != '\0' ? errbuf : curl_easy_strerror(code)));
+		         rb.too_large ? "response too large"
+		                      : (errbuf[0] != '\0' ? errbuf : curl_easy_strerror(code)));
 	}
 
 	curl_slist_free_all(headers);
@@ -216,16 +216,16 @@ int ctl_report_failure(const char *what, const struct ctl_response *resp)
 
 	if (resp->transport) {
 		ctl_error("%s: %s; check that stemedb-api runs and --url is right", what,
-			  resp->error);
+		          resp->error);
 		return CTL_EXIT_USAGE;
 	}
 	if (code == NULL) {
 		ctl_error("%s: unexpected response with HTTP status %ld%s%s", what, resp->status,
-			  resp->error[0] != '\0' ? ": " : "", resp->error);
+		          resp->error[0] != '\0' ? ": " : "", resp->error);
 		return resp->status >= 500 ? CTL_EXIT_USAGE : CTL_EXIT_REJECTED;
 	}
 	ctl_error("%s: HTTP %ld %s: %s%s%s%s", what, resp->status, code,
-		  message != NULL ? message : "(no message)", field != NULL ? " (field " : "",
-		  field != NULL ? field : "", field != NULL ? ")" : "");
+	          message != NULL ? message : "(no message)", field != NULL ? " (field " : "",
+	          field != NULL ? field : "", field != NULL ? ")" : "");
 	return CTL_EXIT_REJECTED;
 }

@@ -16,11 +16,11 @@
 #include "stemedb/hex.h"
 
 static const char keygen_help[] =
-	"usage: stemedb-ctl keygen --out FILE\n"
-	"\n"
-	"Creates a new Ed25519 agent key and writes it to FILE as JSON\n"
-	"{\"agent_id\": hex, \"seed\": hex} with mode 0600. An existing FILE is never\n"
-	"overwritten. Prints the agent id (the public key, 64 hex characters).\n";
+        "usage: stemedb-ctl keygen --out FILE\n"
+        "\n"
+        "Creates a new Ed25519 agent key and writes it to FILE as JSON\n"
+        "{\"agent_id\": hex, \"seed\": hex} with mode 0600. An existing FILE is never\n"
+        "overwritten. Prints the agent id (the public key, 64 hex characters).\n";
 
 void ctl_key_wipe(struct ctl_key *key)
 {
@@ -50,8 +50,9 @@ static int write_key_file(const char *path, const char *text)
 
 	if (fd < 0) {
 		ctl_error("keygen: open(\"%s\") failed: %s%s", path, strerror(errno),
-			  errno == EEXIST ? "; choose another --out file, keys are never overwritten"
-					  : "");
+		          errno == EEXIST
+		                  ? "; choose another --out file, keys are never overwritten"
+		                  : "");
 		return CTL_EXIT_USAGE;
 	}
 	if (fchmod(fd, 0600) != 0 || !write_all(fd, text, strlen(text)) || fsync(fd) != 0) {
@@ -80,7 +81,7 @@ static int generate_key(const char *path)
 	hex_encode(seed, sizeof(seed), seed_hex);
 	hex_encode(key.agent_id, sizeof(key.agent_id), id_hex);
 	snprintf(text, sizeof(text), "{\"agent_id\": \"%s\", \"seed\": \"%s\"}\n", id_hex,
-		 seed_hex);
+	         seed_hex);
 
 	status = write_key_file(path, text);
 	if (status == CTL_EXIT_OK)
@@ -96,9 +97,9 @@ static int generate_key(const char *path)
 int ctl_cmd_keygen(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"out", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"out", required_argument, NULL, 'o'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *out = NULL;
 	int opt;
@@ -135,18 +136,18 @@ static bool parse_key_json(const char *path, const json_t *doc, struct ctl_key *
 
 	if (seed_hex == NULL || !hex_decode(seed_hex, strlen(seed_hex), seed, sizeof(seed))) {
 		ctl_error("key file %s has no valid \"seed\" (64 hex characters); create one "
-			  "with `stemedb-ctl keygen --out FILE`",
-			  path);
+		          "with `stemedb-ctl keygen --out FILE`",
+		          path);
 		return false;
 	}
 	crypto_sign_seed_keypair(key->agent_id, key->secret_key, seed);
 	sodium_memzero(seed, sizeof(seed));
 
 	if (id_hex != NULL && (!hex_decode(id_hex, strlen(id_hex), stated_id, sizeof(stated_id)) ||
-			       memcmp(stated_id, key->agent_id, sizeof(stated_id)) != 0)) {
+	                       memcmp(stated_id, key->agent_id, sizeof(stated_id)) != 0)) {
 		ctl_error("key file %s: \"agent_id\" does not match the public key of its seed; "
-			  "the file is damaged",
-			  path);
+		          "the file is damaged",
+		          path);
 		goto done;
 	}
 	ok = true;
@@ -175,7 +176,7 @@ bool ctl_key_load(const char *path, struct ctl_key *key)
 	}
 	if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
 		ctl_error("warning: key file %s is readable by other users; run chmod 600 %s", path,
-			  path);
+		          path);
 	ok = parse_key_json(path, doc, key);
 	json_decref(doc);
 	return ok;

@@ -11,22 +11,22 @@
 #include "stemedb/log.h"
 
 static const char usage_text[] =
-	"usage: stemedb-ctl [--url URL] COMMAND [OPTIONS]\n"
-	"\n"
-	"Commands:\n"
-	"  keygen    create an Ed25519 agent key file\n"
-	"  assert    sign and write one assertion\n"
-	"  query     resolve a subject and predicate through a lens\n"
-	"  skeptic   show the conflicting claims of a subject and predicate\n"
-	"  health    show the node's health\n"
-	"  import    turn a JSON or JSON Lines file into signed assertions\n"
-	"\n"
-	"Options:\n"
-	"  --url URL   server base URL (default $STEMEDB_API_URL, else " CTL_DEFAULT_URL ")\n"
-	"  --help      show this help; `stemedb-ctl COMMAND --help` shows a command's\n"
-	"\n"
-	"Exit status: 0 success, 1 the server rejected a request or item, 2 usage, local\n"
-	"or transport error.\n";
+        "usage: stemedb-ctl [--url URL] COMMAND [OPTIONS]\n"
+        "\n"
+        "Commands:\n"
+        "  keygen    create an Ed25519 agent key file\n"
+        "  assert    sign and write one assertion\n"
+        "  query     resolve a subject and predicate through a lens\n"
+        "  skeptic   show the conflicting claims of a subject and predicate\n"
+        "  health    show the node's health\n"
+        "  import    turn a JSON or JSON Lines file into signed assertions\n"
+        "\n"
+        "Options:\n"
+        "  --url URL   server base URL (default $STEMEDB_API_URL, else " CTL_DEFAULT_URL ")\n"
+        "  --help      show this help; `stemedb-ctl COMMAND --help` shows a command's\n"
+        "\n"
+        "Exit status: 0 success, 1 the server rejected a request or item, 2 usage, local\n"
+        "or transport error.\n";
 
 void ctl_error(const char *fmt, ...)
 {
@@ -45,8 +45,8 @@ static const struct {
 	const char *name;
 	http_command_fn run;
 } http_commands[] = {
-	{"assert", ctl_cmd_assert}, {"query", ctl_cmd_query},	{"skeptic", ctl_cmd_skeptic},
-	{"health", ctl_cmd_health}, {"import", ctl_cmd_import},
+        {"assert", ctl_cmd_assert}, {"query", ctl_cmd_query},   {"skeptic", ctl_cmd_skeptic},
+        {"health", ctl_cmd_health}, {"import", ctl_cmd_import},
 };
 
 static int run_http_command(http_command_fn run, const char *url, int argc, char **argv)
@@ -82,9 +82,9 @@ static int dispatch(const char *url, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"url", required_argument, NULL, 'u'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"url", required_argument, NULL, 'u'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *url = getenv("STEMEDB_API_URL");
 	int opt;

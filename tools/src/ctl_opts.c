@@ -19,7 +19,7 @@ bool ctl_parse_u64(const char *option, const char *text, uint64_t *out)
 	value = strtoull(text, &end, 10);
 	if (text[0] == '\0' || text[0] == '-' || text[0] == '+' || *end != '\0' || errno != 0) {
 		ctl_error("invalid %s \"%s\": expected a non-negative integer such as 1700000000",
-			  option, text);
+		          option, text);
 		return false;
 	}
 	*out = value;
@@ -34,7 +34,7 @@ bool ctl_parse_size(const char *option, const char *text, size_t min, size_t max
 		return false;
 	if (value < min || value > max) {
 		ctl_error("invalid %s %s: expected an integer from %zu to %zu", option, text, min,
-			  max);
+		          max);
 		return false;
 	}
 	*out = (size_t)value;
@@ -50,7 +50,7 @@ bool ctl_parse_confidence(const char *option, const char *text, double *out)
 	if (text[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(*out) || *out < 0.0 ||
 	    *out > 1.0) {
 		ctl_error("invalid %s \"%s\": expected a number from 0 to 1, e.g. 0.9", option,
-			  text);
+		          text);
 		return false;
 	}
 	return true;
@@ -60,7 +60,7 @@ bool ctl_parse_hash(const char *option, const char *text, uint8_t out[STEMEDB_HA
 {
 	if (!hex_decode(text, strlen(text), out, STEMEDB_HASH_LEN)) {
 		ctl_error("invalid %s \"%s\": expected 64 hex characters (a BLAKE2b-256 hash)",
-			  option, text);
+		          option, text);
 		return false;
 	}
 	return true;
@@ -70,8 +70,8 @@ bool ctl_parse_source_class(const char *option, const char *text, uint8_t *out)
 {
 	if (!source_class_parse(text, out)) {
 		ctl_error("invalid %s \"%s\": expected regulatory, clinical, observational, "
-			  "expert, community or anecdotal",
-			  option, text);
+		          "expert, community or anecdotal",
+		          option, text);
 		return false;
 	}
 	return true;
@@ -81,8 +81,8 @@ bool ctl_parse_lifecycle(const char *option, const char *text, uint8_t *out)
 {
 	if (!lifecycle_parse(text, out)) {
 		ctl_error("invalid %s \"%s\": expected proposed, under_review, approved, "
-			  "deprecated or rejected",
-			  option, text);
+		          "deprecated or rejected",
+		          option, text);
 		return false;
 	}
 	return true;
