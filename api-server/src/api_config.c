@@ -1,0 +1,231 @@
+#include "api_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "stemedb/config.h"
+
+#define KIB 1024.0
+#define MIB (1024.0 * 1024.0)
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+static const char *const durability_choices[] = {"immediate", "eventual", NULL};
+static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+/* Fills the option table with pointers into cfg. The table is rebuilt for each call
+ * because its targets are the fields of one particular struct. */
+static size_t api_config_options(struct api_config *cfg, struct config_option *o)
+{
+	size_t n = 0;
+
+	o[n++] = (struct config_option){"STEMEDB_DATA_DIR",
+	                                "data-dir",
+	                                CONFIG_STRING,
+	                                &cfg->data_dir,
+	                                "./var",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "directory of the database, the WAL and the node id"};
+	o[n++] = (struct config_option){"STEMEDB_WAL_DIR",
+	                                "wal-dir",
+	                                CONFIG_STRING,
+	                                &cfg->wal_dir,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "directory of the WAL segments (default: DATA_DIR/wal)"};
+	o[n++] = (struct config_option){"STEMEDB_API_LISTEN",
+	                                "api-listen",
+	                                CONFIG_ENDPOINT,
+	                                &cfg->listen,
+	                                "127.0.0.1:18180",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "host:port of the HTTP API"};
+	o[n++] = (struct config_option){"STEMEDB_NODE_ID",
+	                                "node-id",
+	                                CONFIG_STRING,
+	                                &cfg->node_id,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "UUID of this node (default: generated once and stored in "
+	                                "DATA_DIR/node_id)"};
+	o[n++] = (struct config_option){"STEMEDB_DURABILITY",
+	                                "durability",
+	                                CONFIG_CHOICE,
+	                                &cfg->durability_name,
+	                                "immediate",
+	                                0,
+	                                0,
+	                                durability_choices,
+	                                "immediate: acknowledge after fdatasync; eventual: after "
+	                                "write(2), synced every WAL_SYNC_INTERVAL_MS"};
+	o[n++] = (struct config_option){"STEMEDB_WAL_SYNC_INTERVAL_MS",
+	                                "wal-sync-interval-ms",
+	                                CONFIG_UINT,
+	                                &cfg->wal_sync_interval_ms,
+	                                "100",
+	                                1,
+	                                60000,
+	                                NULL,
+	                                "WAL sync period in eventual mode, in milliseconds"};
+	o[n++] = (struct config_option){"STEMEDB_WAL_SEGMENT_BYTES",
+	                                "wal-segment-bytes",
+	                                CONFIG_UINT,
+	                                &cfg->wal_segment_bytes,
+	                                "67108864",
+	                                MIB,
+	                                4 * GIB,
+	                                NULL,
+	                                "WAL segment size before rotation, in bytes"};
+	o[n++] = (struct config_option){"STEMEDB_LOG_LEVEL",
+	                                "log-level",
+	                                CONFIG_CHOICE,
+	                                &cfg->log_level_name,
+	                                "info",
+	                                0,
+	                                0,
+	                                log_level_choices,
+	                                "lowest level that is logged"};
+	o[n++] = (struct config_option){"STEMEDB_HTTP_THREADS",
+	                                "http-threads",
+	                                CONFIG_UINT,
+	                                &cfg->http_threads,
+	                                "0",
+	                                0,
+	                                256,
+	                                NULL,
+	                                "HTTP worker threads (0: one per online CPU)"};
+	o[n++] = (struct config_option){"STEMEDB_MAX_BODY_BYTES",
+	                                "max-body-bytes",
+	                                CONFIG_UINT,
+	                                &cfg->max_body_bytes,
+	                                "1048576",
+	                                KIB,
+	                                GIB,
+	                                NULL,
+	                                "maximum request body, in bytes (batch endpoint excepted)"};
+	o[n++] = (struct config_option){"STEMEDB_MAX_BATCH_BODY_BYTES",
+	                                "max-batch-body-bytes",
+	                                CONFIG_UINT,
+	                                &cfg->max_batch_body_bytes,
+	                                "16777216",
+	                                KIB,
+	                                GIB,
+	                                NULL,
+	                                "maximum body of POST /v1/assert/batch, in bytes"};
+	o[n++] = (struct config_option){"STEMEDB_MAX_HEADER_BYTES",
+	                                "max-header-bytes",
+	                                CONFIG_UINT,
+	                                &cfg->max_header_bytes,
+	                                "16384",
+	                                KIB,
+	                                MIB,
+	                                NULL,
+	                                "maximum size of the request line and headers, in bytes"};
+	o[n++] =
+	        (struct config_option){"STEMEDB_READ_TIMEOUT_MS",
+	                               "read-timeout-ms",
+	                               CONFIG_UINT,
+	                               &cfg->read_timeout_ms,
+	                               "10000",
+	                               100,
+	                               3600000,
+	                               NULL,
+	                               "inactivity limit while a request is read, in milliseconds"};
+	o[n++] = (struct config_option){"STEMEDB_IDLE_TIMEOUT_MS",
+	                                "idle-timeout-ms",
+	                                CONFIG_UINT,
+	                                &cfg->idle_timeout_ms,
+	                                "60000",
+	                                100,
+	                                3600000,
+	                                NULL,
+	                                "idle keep-alive connection limit, in milliseconds"};
+	o[n++] = (struct config_option){"STEMEDB_MAX_CONNECTIONS",
+	                                "max-connections",
+	                                CONFIG_UINT,
+	                                &cfg->max_connections,
+	                                "1024",
+	                                1,
+	                                1000000,
+	                                NULL,
+	                                "maximum open client connections"};
+	return n;
+}
+
+#define API_CONFIG_OPTION_MAX 16
+
+/* Derives the values that depend on others: enums from their names, the WAL directory
+ * from the data directory, the thread count from the CPU count. */
+static bool api_config_resolve(struct api_config *cfg, char *err, size_t err_size)
+{
+	cfg->durability = strcmp(cfg->durability_name, "eventual") == 0 ? DURABILITY_EVENTUAL
+	                                                                : DURABILITY_IMMEDIATE;
+	if (!log_level_parse(cfg->log_level_name, &cfg->log_level))
+		cfg->log_level = LOG_LEVEL_INFO;
+
+	if (cfg->data_dir[0] == '\0') {
+		snprintf(err, err_size,
+		         "STEMEDB_DATA_DIR is empty; set it to the directory that holds the "
+		         "database");
+		return false;
+	}
+	if (cfg->wal_dir[0] == '\0') {
+		size_t size = strlen(cfg->data_dir) + sizeof("/wal");
+		char *wal_dir = malloc(size);
+
+		if (wal_dir == NULL)
+			abort();
+		snprintf(wal_dir, size, "%s/wal", cfg->data_dir);
+		free(cfg->wal_dir);
+		cfg->wal_dir = wal_dir;
+	}
+
+	if (cfg->http_threads == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		cfg->http_threads = cpus > 0 ? (uint64_t)cpus : 1;
+		if (cfg->http_threads > 256)
+			cfg->http_threads = 256;
+	}
+	return true;
+}
+
+bool api_config_load(struct api_config *cfg, int argc, char **argv, bool *help_requested, char *err,
+                     size_t err_size)
+{
+	struct config_option options[API_CONFIG_OPTION_MAX];
+	size_t count;
+
+	memset(cfg, 0, sizeof(*cfg));
+	count = api_config_options(cfg, options);
+	*help_requested = false;
+
+	if (!config_load(options, count, argc, argv, help_requested, err, err_size))
+		return false;
+
+	if (*help_requested) {
+		config_print_usage(stdout, "stemedb-api",
+		                   "StemeDB API server: signed assertions over HTTP/JSON", options,
+		                   count);
+		return true;
+	}
+	return api_config_resolve(cfg, err, err_size);
+}
+
+void api_config_free(struct api_config *cfg)
+{
+	struct config_option options[API_CONFIG_OPTION_MAX];
+	size_t count = api_config_options(cfg, options);
+
+	config_free(options, count);
+	memset(cfg, 0, sizeof(*cfg));
+}

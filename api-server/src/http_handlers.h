@@ -1,0 +1,25 @@
+#ifndef STEMEDB_HTTP_HANDLERS_H
+#define STEMEDB_HTTP_HANDLERS_H
+
+/* Request handlers, one per route. Each runs on the worker thread that received the
+ * request and replies exactly once, either at once or, for writes, after the commit
+ * pipeline has completed the call. */
+
+#include "http_server.h"
+
+/* http_write.c */
+void http_handle_assert(struct http_call *call);
+void http_handle_batch(struct http_call *call);
+
+/* http_read.c */
+void http_handle_assertion(struct http_call *call);
+void http_handle_query(struct http_call *call);
+void http_handle_skeptic(struct http_call *call);
+void http_handle_subject(struct http_call *call);
+
+/* http_ops.c */
+void http_handle_health(struct http_call *call);
+void http_handle_ready(struct http_call *call);
+void http_handle_metrics(struct http_call *call);
+
+#endif

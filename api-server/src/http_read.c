@@ -1,0 +1,511 @@
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http_handlers.h"
+#include "http_util.h"
+#include "lens.h"
+#include "stemedb/hex.h"
+#include "stemedb/json_codec.h"
+#include "stemedb/log.h"
+
+#define QUERY_LIMIT_DEFAULT 100
+#define QUERY_LIMIT_MAX     10000
+
+/* Parameters shared by /v1/query and /v1/skeptic. Strings point into the query. */
+struct read_params {
+	const char *subject;
+	size_t subject_len;
+	const char *predicate;
+	size_t predicate_len;
+	bool has_as_of;
+	uint64_t as_of;
+	bool has_lifecycle;
+	uint8_t lifecycle;
+	bool has_source_class;
+	uint8_t source_class;
+	enum lens_kind lens;
+	uint64_t limit;
+	struct lens_params lens_params;
+};
+
+static void reply_bad_param(struct http_call *call, const char *name, const char *value,
+                            const char *expected)
+{
+	http_reply_error(call, 400, "invalid_parameter", name,
+	                 "Query parameter %s='%.100s' is invalid; give %s.", name, value, expected);
+}
+
+/* Reads a required text parameter of 1..max bytes. */
+static bool read_text_param(struct http_call *call, const struct http_query *q, const char *name,
+                            size_t max, const char **value, size_t *len)
+{
+	const struct http_param *p = http_query_get(q, name);
+
+	if (p == NULL) {
+		http_reply_error(call, 400, "missing_parameter", name,
+		                 "Query parameter '%s' is missing; add %s=VALUE to the URL.", name,
+		                 name);
+		return false;
+	}
+	if (p->value_len == 0 || p->value_len > max) {
+		http_reply_error(call, 400, "invalid_parameter", name,
+		                 "Query parameter '%s' has %zu bytes; give 1 to %zu bytes.", name,
+		                 p->value_len, max);
+		return false;
+	}
+	*value = p->value;
+	*len = p->value_len;
+	return true;
+}
+
+/* Reads the optional filters and lens options; replies and returns false on the
+ * first invalid one. */
+static bool read_options(struct http_call *call, const struct http_query *q, struct read_params *rp)
+{
+	const struct http_param *p;
+	char *end;
+
+	if ((p = http_query_get(q, "as_of")) != NULL) {
+		if (!http_parse_u64(p->value, 0, UINT64_MAX, &rp->as_of)) {
+			reply_bad_param(call, "as_of", p->value, "Unix seconds as an integer");
+			return false;
+		}
+		rp->has_as_of = true;
+	}
+	if ((p = http_query_get(q, "lifecycle")) != NULL) {
+		if (!lifecycle_parse(p->value, &rp->lifecycle)) {
+			reply_bad_param(call, "lifecycle", p->value,
+			                "proposed, under_review, approved, deprecated or rejected");
+			return false;
+		}
+		rp->has_lifecycle = true;
+	}
+	if ((p = http_query_get(q, "source_class")) != NULL) {
+		if (!source_class_parse(p->value, &rp->source_class)) {
+			reply_bad_param(call, "source_class", p->value,
+			                "regulatory, clinical, observational, expert, community or "
+			                "anecdotal");
+			return false;
+		}
+		rp->has_source_class = true;
+	}
+	if ((p = http_query_get(q, "decay")) != NULL) {
+		if (strcmp(p->value, "true") != 0 && strcmp(p->value, "false") != 0) {
+			reply_bad_param(call, "decay", p->value, "true or false");
+			return false;
+		}
+		rp->lens_params.decay = strcmp(p->value, "true") == 0;
+	}
+	if ((p = http_query_get(q, "tolerance")) != NULL) {
+		rp->lens_params.tolerance = strtod(p->value, &end);
+		if (p->value[0] == '\0' || *end != '\0' || !isfinite(rp->lens_params.tolerance) ||
+		    rp->lens_params.tolerance < 0 || rp->lens_params.tolerance > 1) {
+			reply_bad_param(call, "tolerance", p->value, "a number from 0 to 1");
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool read_params_parse(struct http_call *call, const struct http_query *q,
+                              struct read_params *rp)
+{
+	const struct http_param *p;
+
+	memset(rp, 0, sizeof(*rp));
+	rp->lens = LENS_RECENCY;
+	rp->limit = QUERY_LIMIT_DEFAULT;
+	rp->lens_params.decay = true;
+
+	if (!read_text_param(call, q, "subject", STEMEDB_SUBJECT_MAX, &rp->subject,
+	                     &rp->subject_len) ||
+	    !read_text_param(call, q, "predicate", STEMEDB_PREDICATE_MAX, &rp->predicate,
+	                     &rp->predicate_len) ||
+	    !read_options(call, q, rp))
+		return false;
+
+	if ((p = http_query_get(q, "lens")) != NULL && !lens_parse(p->value, &rp->lens)) {
+		reply_bad_param(call, "lens", p->value,
+		                "recency, confidence, consensus or authority");
+		return false;
+	}
+	if ((p = http_query_get(q, "limit")) != NULL &&
+	    !http_parse_u64(p->value, 1, QUERY_LIMIT_MAX, &rp->limit)) {
+		reply_bad_param(call, "limit", p->value, "an integer from 1 to 10000");
+		return false;
+	}
+	rp->lens_params.reference_time = rp->has_as_of ? rp->as_of : (uint64_t)time(NULL);
+	return true;
+}
+
+/* Scans the candidates and drops those outside the lifecycle and source class
+ * filters. Replies 500 and returns false on a storage error. */
+static bool load_candidates(struct http_call *call, const struct read_params *rp,
+                            struct candidate_list *list)
+{
+	size_t kept = 0;
+
+	candidate_list_init(list);
+	if (store_scan_candidates(call->state->store, rp->subject, rp->subject_len, rp->predicate,
+	                          rp->predicate_len, rp->has_as_of ? rp->as_of : UINT64_MAX, 0,
+	                          list) != STORE_OK) {
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Reading the candidates of subject '%.100s' failed; see the "
+		                 "server log.",
+		                 rp->subject);
+		return false;
+	}
+
+	/* Dropped candidates move past count so that candidate_list_free still frees
+	 * their text: the list frees items[0..count), so swap rather than overwrite. */
+	for (size_t i = 0; i < list->count; i++) {
+		struct candidate *c = &list->items[i];
+		struct candidate tmp;
+
+		if ((rp->has_lifecycle && c->lifecycle != rp->lifecycle) ||
+		    (rp->has_source_class && c->source_class != rp->source_class))
+			continue;
+		if (i != kept) {
+			tmp = list->items[kept];
+			list->items[kept] = *c;
+			*c = tmp;
+		}
+		kept++;
+	}
+	for (size_t i = kept; i < list->count; i++) {
+		free(list->items[i].object.text);
+		list->items[i].object.text = NULL;
+	}
+	list->count = kept;
+	return true;
+}
+
+static json_t *hash_json(const uint8_t *bytes)
+{
+	char text[2 * STEMEDB_HASH_LEN + 1];
+
+	hex_encode(bytes, STEMEDB_HASH_LEN, text);
+	return json_string(text);
+}
+
+static json_t *candidate_json(const struct candidate *c, const struct lens_params *lp,
+                              const struct lens_result *result, size_t index)
+{
+	json_t *agents = json_array();
+	json_t *obj;
+
+	for (size_t i = 0; i < c->agent_count; i++)
+		json_array_append_new(agents, hash_json(c->agents[i]));
+
+	obj = json_pack("{s:o, s:o, s:f, s:f, s:s, s:s, s:I, s:o}", "hash", hash_json(c->hash),
+	                "object", object_value_to_json(&c->object), "confidence",
+	                (double)c->confidence_micro / STEMEDB_CONFIDENCE_SCALE,
+	                "effective_confidence", lens_effective_confidence(c, lp), "source_class",
+	                source_class_name(c->source_class), "lifecycle",
+	                lifecycle_name(c->lifecycle), "timestamp", (json_int_t)c->timestamp,
+	                "agents", agents);
+	json_object_set_new(obj, "score",
+	                    result != NULL && index < result->score_count
+	                            ? json_real(result->scores[index])
+	                            : json_null());
+	if (c->has_epoch)
+		json_object_set_new(obj, "epoch", hash_json(c->epoch));
+	return obj;
+}
+
+/* Orders candidates newest first: timestamp, then HLC, then smaller hash. */
+static int compare_newest_first(const void *a, const void *b, void *ctx)
+{
+	const struct candidate *items = ctx;
+	const struct candidate *x = &items[*(const size_t *)a];
+	const struct candidate *y = &items[*(const size_t *)b];
+
+	if (x->timestamp != y->timestamp)
+		return x->timestamp > y->timestamp ? -1 : 1;
+	if (x->hlc.wall_ms != y->hlc.wall_ms)
+		return x->hlc.wall_ms > y->hlc.wall_ms ? -1 : 1;
+	if (x->hlc.logical != y->hlc.logical)
+		return x->hlc.logical > y->hlc.logical ? -1 : 1;
+	return memcmp(x->hash, y->hash, STEMEDB_HASH_LEN);
+}
+
+static json_t *candidates_json(const struct candidate_list *list, const struct read_params *rp,
+                               const struct lens_result *result)
+{
+	size_t *order = malloc((list->count > 0 ? list->count : 1) * sizeof(*order));
+	size_t shown = list->count < rp->limit ? list->count : (size_t)rp->limit;
+	json_t *array = json_array();
+
+	if (order == NULL)
+		abort();
+	for (size_t i = 0; i < list->count; i++)
+		order[i] = i;
+	qsort_r(order, list->count, sizeof(*order), compare_newest_first, list->items);
+
+	for (size_t i = 0; i < shown; i++)
+		json_array_append_new(array, candidate_json(&list->items[order[i]],
+		                                            &rp->lens_params, result, order[i]));
+	free(order);
+	return array;
+}
+
+/* Builds the fields that /v1/query and /v1/skeptic share. */
+static json_t *read_header_json(const struct read_params *rp)
+{
+	json_t *obj = json_object();
+
+	json_object_set_new(obj, "subject", json_stringn(rp->subject, rp->subject_len));
+	json_object_set_new(obj, "predicate", json_stringn(rp->predicate, rp->predicate_len));
+	if (rp->has_as_of)
+		json_object_set_new(obj, "as_of", json_integer((json_int_t)rp->as_of));
+	json_object_set_new(obj, "reference_time",
+	                    json_integer((json_int_t)rp->lens_params.reference_time));
+	return obj;
+}
+
+static const char *const read_param_names[] = {
+        "subject",      "predicate", "lens",      "as_of", "lifecycle",
+        "source_class", "decay",     "tolerance", "limit", NULL};
+static const char *const skeptic_param_names[] = {
+        "subject", "predicate", "as_of", "lifecycle", "source_class", "decay", "tolerance", NULL};
+
+static json_t *query_json(const struct read_params *rp, const struct candidate_list *list,
+                          const struct lens_result *result)
+{
+	json_t *body = read_header_json(rp);
+
+	json_object_set_new(body, "lens", json_string(lens_name(rp->lens)));
+	json_object_set_new(body, "candidate_count", json_integer((json_int_t)list->count));
+	json_object_set_new(body, "winner",
+	                    result->has_winner
+	                            ? candidate_json(&list->items[result->winner], &rp->lens_params,
+	                                             result, result->winner)
+	                            : json_null());
+	json_object_set_new(body, "confidence",
+	                    result->has_winner ? json_real(result->confidence) : json_null());
+	json_object_set_new(body, "candidates", candidates_json(list, rp, result));
+	json_object_set_new(body, "truncated", json_boolean(list->count > rp->limit));
+	return body;
+}
+
+void http_handle_query(struct http_call *call)
+{
+	uint64_t started = http_now_ns();
+	struct candidate_list list;
+	struct lens_result result;
+	struct read_params rp;
+	struct http_query q;
+
+	if (http_require_ready(call) == NULL)
+		return;
+	if (!http_query_parse(call, read_param_names, &q) || !read_params_parse(call, &q, &rp) ||
+	    !load_candidates(call, &rp, &list)) {
+		http_query_free(&q);
+		return;
+	}
+
+	memset(&result, 0, sizeof(result));
+	lens_resolve(rp.lens, list.items, list.count, &rp.lens_params, &result);
+	http_reply_json(call, 200, query_json(&rp, &list, &result));
+
+	lens_result_free(&result);
+	candidate_list_free(&list);
+	http_query_free(&q);
+	metric_inc(http_metrics.queries_query);
+	histogram_observe(http_metrics.latency_query, (double)(http_now_ns() - started) / 1e9);
+}
+
+/* Appends each agent of c that agents (raw ids in seen) does not hold yet. */
+static void add_distinct_agents(const struct candidate *c, json_t *agents, uint8_t (*seen)[32],
+                                size_t *seen_count)
+{
+	for (size_t a = 0; a < c->agent_count; a++) {
+		bool known = false;
+
+		for (size_t s = 0; s < *seen_count && !known; s++)
+			known = memcmp(seen[s], c->agents[a], STEMEDB_AGENT_ID_LEN) == 0;
+		if (known)
+			continue;
+		memcpy(seen[(*seen_count)++], c->agents[a], STEMEDB_AGENT_ID_LEN);
+		json_array_append_new(agents, hash_json(c->agents[a]));
+	}
+}
+
+static json_t *claim_json(const struct claim *claim, const struct candidate *items)
+{
+	uint8_t(*seen)[32] = malloc((claim->member_count * STEMEDB_SIGNATURES_MAX + 1) * 32);
+	bool tiers[SOURCE_CLASS_COUNT] = {false};
+	json_t *agents = json_array(), *classes = json_array(), *hashes = json_array();
+	size_t seen_count = 0;
+
+	if (seen == NULL)
+		abort();
+	for (size_t m = 0; m < claim->member_count; m++) {
+		const struct candidate *c = &items[claim->members[m]];
+
+		add_distinct_agents(c, agents, seen, &seen_count);
+		tiers[c->source_class % SOURCE_CLASS_COUNT] = true;
+		json_array_append_new(hashes, hash_json(c->hash));
+	}
+	for (uint8_t t = 0; t < SOURCE_CLASS_COUNT; t++) {
+		if (tiers[t])
+			json_array_append_new(classes, json_string(source_class_name(t)));
+	}
+	free(seen);
+
+	return json_pack("{s:o, s:f, s:f, s:I, s:o, s:o, s:o}", "value",
+	                 object_value_to_json(&items[claim->representative].object), "share",
+	                 claim->share, "weight", claim->weight, "assertion_count",
+	                 (json_int_t)claim->member_count, "agents", agents, "source_classes",
+	                 classes, "assertions", hashes);
+}
+
+static json_t *skeptic_json(const struct read_params *rp, const struct candidate_list *list,
+                            const struct skeptic_result *result)
+{
+	json_t *body = read_header_json(rp);
+	json_t *claims = json_array();
+
+	for (size_t i = 0; i < result->claims.count; i++)
+		json_array_append_new(claims, claim_json(&result->claims.claims[i], list->items));
+
+	json_object_set_new(body, "status", json_string(skeptic_status_name(result->status)));
+	json_object_set_new(body, "conflict_score", json_real(result->conflict_score));
+	json_object_set_new(body, "candidate_count", json_integer((json_int_t)list->count));
+	json_object_set_new(body, "claim_count", json_integer((json_int_t)result->claims.count));
+	json_object_set_new(body, "claims", claims);
+	return body;
+}
+
+void http_handle_skeptic(struct http_call *call)
+{
+	uint64_t started = http_now_ns();
+	struct skeptic_result result;
+	struct candidate_list list;
+	struct read_params rp;
+	struct http_query q;
+
+	if (http_require_ready(call) == NULL)
+		return;
+	if (!http_query_parse(call, skeptic_param_names, &q) || !read_params_parse(call, &q, &rp) ||
+	    !load_candidates(call, &rp, &list)) {
+		http_query_free(&q);
+		return;
+	}
+
+	memset(&result, 0, sizeof(result));
+	skeptic_analyze(list.items, list.count, &rp.lens_params, &result);
+	http_reply_json(call, 200, skeptic_json(&rp, &list, &result));
+
+	skeptic_result_free(&result);
+	candidate_list_free(&list);
+	http_query_free(&q);
+	metric_inc(http_metrics.queries_skeptic);
+	histogram_observe(http_metrics.latency_skeptic, (double)(http_now_ns() - started) / 1e9);
+}
+
+static json_t *hlc_json(const struct hlc_stamp *hlc)
+{
+	char node[37];
+	const uint8_t *b = hlc->node_id;
+
+	snprintf(node, sizeof(node),
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+	         b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+	         b[15]);
+	return json_pack("{s:I, s:I, s:s}", "wall_ms", (json_int_t)hlc->wall_ms, "logical",
+	                 (json_int_t)hlc->logical, "node_id", node);
+}
+
+void http_handle_assertion(struct http_call *call)
+{
+	const char *text = call->path + strlen("/v1/assertions/");
+	uint8_t hash[STEMEDB_HASH_LEN];
+	struct hlc_stamp hlc;
+	struct assertion a;
+	enum store_result rc;
+	json_t *body;
+
+	if (http_require_ready(call) == NULL || !http_query_reject_any(call))
+		return;
+	if (!hex_decode(text, strlen(text), hash, sizeof(hash))) {
+		http_reply_error(call, 400, "invalid_parameter", "hash",
+		                 "'%.100s' is not an assertion hash; give 64 hex characters.",
+		                 text);
+		return;
+	}
+
+	assertion_init(&a);
+	rc = store_get_assertion(call->state->store, hash, &a, &hlc);
+	if (rc == STORE_NOT_FOUND) {
+		http_reply_error(call, 404, "not_found", "hash",
+		                 "No assertion has hash %.64s on this node; check the hash.", text);
+	} else if (rc != STORE_OK) {
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Reading assertion %.64s failed; see the server log.", text);
+	} else {
+		body = assertion_to_json(&a, hash);
+		json_object_set_new(body, "hlc", hlc_json(&hlc));
+		http_reply_json(call, 200, body);
+	}
+	assertion_free(&a);
+}
+
+struct predicate_counts {
+	json_t *array;
+	uint64_t total;
+};
+
+static bool on_predicate(void *ctx, const char *predicate, size_t predicate_len, uint64_t count)
+{
+	struct predicate_counts *pc = ctx;
+
+	pc->total += count;
+	json_array_append_new(pc->array, json_pack("{s:s%, s:I}", "predicate", predicate,
+	                                           predicate_len, "count", (json_int_t)count));
+	return true;
+}
+
+void http_handle_subject(struct http_call *call)
+{
+	const char *raw = call->path + strlen("/v1/subjects/");
+	size_t raw_len = strlen(raw), len;
+	char *subject = malloc(raw_len + 1);
+	struct predicate_counts pc = {json_array(), 0};
+
+	if (subject == NULL)
+		abort();
+	if (http_require_ready(call) == NULL || !http_query_reject_any(call))
+		goto done;
+	if (!http_percent_decode(raw, raw_len, false, subject, &len) || len == 0 ||
+	    len > STEMEDB_SUBJECT_MAX || !utf8_valid(subject, len)) {
+		http_reply_error(call, 400, "invalid_parameter", "subject",
+		                 "The subject in the path is not 1 to %d bytes of UTF-8 without "
+		                 "NUL; percent-encode it as UTF-8.",
+		                 STEMEDB_SUBJECT_MAX);
+		goto done;
+	}
+
+	if (store_subject_predicates(call->state->store, subject, len, on_predicate, &pc) !=
+	    STORE_OK) {
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Listing the predicates of subject '%.100s' failed; see the "
+		                 "server log.",
+		                 subject);
+	} else if (json_array_size(pc.array) == 0) {
+		http_reply_error(call, 404, "not_found", "subject",
+		                 "Subject '%.100s' has no assertions on this node.", subject);
+	} else {
+		http_reply_json(call, 200,
+		                json_pack("{s:s%, s:I, s:O}", "subject", subject, len,
+		                          "assertion_count", (json_int_t)pc.total, "predicates",
+		                          pc.array));
+	}
+done:
+	json_decref(pc.array);
+	free(subject);
+}

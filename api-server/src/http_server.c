@@ -1,0 +1,602 @@
+#include "http_server.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http_handlers.h"
+#include "http_util.h"
+#include "stemedb/config.h"
+#include "stemedb/log.h"
+
+#define HTTP_LISTEN_BACKLOG 1024
+
+enum route_id {
+	ROUTE_ASSERT = 0,
+	ROUTE_BATCH,
+	ROUTE_ASSERTION,
+	ROUTE_QUERY,
+	ROUTE_SKEPTIC,
+	ROUTE_SUBJECT,
+	ROUTE_HEALTH,
+	ROUTE_READY,
+	ROUTE_METRICS,
+	ROUTE_UNMATCHED,
+	ROUTE_COUNT
+};
+
+struct route {
+	const char *path;  /* exact path, or the prefix before the parameter */
+	const char *label; /* route template used as the metrics label */
+	bool has_param;
+	enum http_method method;
+	void (*handler)(struct http_call *call);
+};
+
+static const struct route routes[ROUTE_COUNT] = {
+        [ROUTE_ASSERT] = {"/v1/assert", "/v1/assert", false, HTTP_METHOD_POST, http_handle_assert},
+        [ROUTE_BATCH] = {"/v1/assert/batch", "/v1/assert/batch", false, HTTP_METHOD_POST,
+                         http_handle_batch},
+        [ROUTE_ASSERTION] = {"/v1/assertions/", "/v1/assertions/{hash}", true, HTTP_METHOD_GET,
+                             http_handle_assertion},
+        [ROUTE_QUERY] = {"/v1/query", "/v1/query", false, HTTP_METHOD_GET, http_handle_query},
+        [ROUTE_SKEPTIC] = {"/v1/skeptic", "/v1/skeptic", false, HTTP_METHOD_GET,
+                           http_handle_skeptic},
+        [ROUTE_SUBJECT] = {"/v1/subjects/", "/v1/subjects/{subject}", true, HTTP_METHOD_GET,
+                           http_handle_subject},
+        [ROUTE_HEALTH] = {"/v1/health", "/v1/health", false, HTTP_METHOD_GET, http_handle_health},
+        [ROUTE_READY] = {"/v1/ready", "/v1/ready", false, HTTP_METHOD_GET, http_handle_ready},
+        [ROUTE_METRICS] = {"/metrics", "/metrics", false, HTTP_METHOD_GET, http_handle_metrics},
+        [ROUTE_UNMATCHED] = {NULL, "unmatched", false, HTTP_METHOD_OTHER, NULL},
+};
+
+static const char *const method_names[] = {"GET", "POST", "HEAD", "OTHER"};
+
+/* Statuses that get a cached counter per worker; others take the family's lock. */
+static const int cached_statuses[] = {200, 201, 400, 404, 405, 413, 415, 422, 500, 503};
+#define STATUS_SLOTS (sizeof(cached_statuses) / sizeof(cached_statuses[0]))
+#define METHOD_SLOTS 4
+
+/* Open-addressing set of the connections a worker has seen a request on. */
+struct connection_set {
+	struct evhttp_connection **slots;
+	size_t capacity; /* a power of two */
+	size_t count;
+};
+
+struct http_worker {
+	struct http_server *server;
+	size_t index;
+	pthread_t thread;
+	bool thread_started;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	struct event *resume_event;
+	struct event *stop_event;
+	pthread_mutex_t resume_lock;
+	struct http_call *resume_head;
+	struct http_call *resume_tail;
+	bool stopping;           /* worker thread only */
+	bool paused;             /* listener disabled at the connection limit */
+	size_t connection_limit; /* this worker's share of STEMEDB_MAX_CONNECTIONS */
+	struct connection_set connections;
+	struct timeval idle_timeout;
+	struct metric *request_counters[ROUTE_COUNT][METHOD_SLOTS][STATUS_SLOTS];
+};
+
+struct http_server {
+	struct api_state *state;
+	struct http_worker *workers;
+	size_t worker_count;
+	atomic_uint_fast64_t in_flight;
+	atomic_size_t stopped_workers;
+};
+
+uint64_t http_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static size_t pointer_slot(const void *p, size_t capacity)
+{
+	return (size_t)((((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) >> 20) & (capacity - 1);
+}
+
+static void connection_set_grow(struct connection_set *set)
+{
+	struct connection_set bigger = {0};
+
+	bigger.capacity = set->capacity == 0 ? 64 : set->capacity * 2;
+	bigger.slots = calloc(bigger.capacity, sizeof(*bigger.slots));
+	if (bigger.slots == NULL)
+		abort();
+
+	for (size_t i = 0; i < set->capacity; i++) {
+		size_t slot;
+
+		if (set->slots[i] == NULL)
+			continue;
+		slot = pointer_slot(set->slots[i], bigger.capacity);
+		while (bigger.slots[slot] != NULL)
+			slot = (slot + 1) & (bigger.capacity - 1);
+		bigger.slots[slot] = set->slots[i];
+		bigger.count++;
+	}
+	free(set->slots);
+	*set = bigger;
+}
+
+/* Adds conn; returns false when it was present already. */
+static bool connection_set_add(struct connection_set *set, struct evhttp_connection *conn)
+{
+	size_t slot;
+
+	if ((set->count + 1) * 2 > set->capacity)
+		connection_set_grow(set);
+
+	slot = pointer_slot(conn, set->capacity);
+	while (set->slots[slot] != NULL) {
+		if (set->slots[slot] == conn)
+			return false;
+		slot = (slot + 1) & (set->capacity - 1);
+	}
+	set->slots[slot] = conn;
+	set->count++;
+	return true;
+}
+
+/* Removes conn with backward-shift deletion, so linear probing needs no tombstones. */
+static void connection_set_remove(struct connection_set *set, struct evhttp_connection *conn)
+{
+	size_t mask = set->capacity - 1;
+	size_t hole;
+
+	if (set->capacity == 0)
+		return;
+	hole = pointer_slot(conn, set->capacity);
+	while (set->slots[hole] != conn) {
+		if (set->slots[hole] == NULL)
+			return;
+		hole = (hole + 1) & mask;
+	}
+	set->slots[hole] = NULL;
+	set->count--;
+
+	for (size_t next = (hole + 1) & mask; set->slots[next] != NULL; next = (next + 1) & mask) {
+		size_t home = pointer_slot(set->slots[next], set->capacity);
+
+		/* Move the entry back when its home slot is not inside (hole, next]. */
+		if (((next - home) & mask) >= ((next - hole) & mask)) {
+			set->slots[hole] = set->slots[next];
+			set->slots[next] = NULL;
+			hole = next;
+		}
+	}
+}
+
+static void http_worker_set_paused(struct http_worker *w, bool paused)
+{
+	struct evconnlistener *listener = evhttp_bound_socket_get_listener(w->bound);
+
+	/* A stopping worker keeps its listener disabled, and during evhttp_free the
+	 * listener is gone before the connections close. */
+	if (paused == w->paused || w->stopping)
+		return;
+	w->paused = paused;
+	if (paused) {
+		evconnlistener_disable(listener);
+		log_warn("HTTP worker %zu reached its share of %zu connections; new connections "
+		         "wait in the listen backlog until one closes",
+		         w->index, w->connection_limit);
+	} else if (!w->stopping) {
+		evconnlistener_enable(listener);
+	}
+}
+
+static void on_connection_close(struct evhttp_connection *conn, void *arg)
+{
+	struct http_worker *w = arg;
+
+	connection_set_remove(&w->connections, conn);
+	metric_add(http_metrics.connections, -1);
+	if (w->connections.count < w->connection_limit)
+		http_worker_set_paused(w, false);
+}
+
+/* Counts a connection on its first request, sets its keep-alive idle timeout, and
+ * stops accepting once this worker holds its share of the connection limit. */
+static void http_worker_track(struct http_worker *w, struct evhttp_connection *conn)
+{
+	if (conn == NULL || !connection_set_add(&w->connections, conn))
+		return;
+
+	metric_add(http_metrics.connections, 1);
+	evhttp_connection_set_closecb(conn, on_connection_close, w);
+	evhttp_connection_set_timeout_tv(conn, &w->idle_timeout);
+	if (w->connections.count >= w->connection_limit)
+		http_worker_set_paused(w, true);
+}
+
+static enum http_method method_of(struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET:
+		return HTTP_METHOD_GET;
+	case EVHTTP_REQ_POST:
+		return HTTP_METHOD_POST;
+	case EVHTTP_REQ_HEAD:
+		return HTTP_METHOD_HEAD;
+	default:
+		return HTTP_METHOD_OTHER;
+	}
+}
+
+static enum route_id route_match(const char *path)
+{
+	for (int i = 0; i < ROUTE_UNMATCHED; i++) {
+		size_t len = strlen(routes[i].path);
+
+		if (routes[i].has_param ? strncmp(path, routes[i].path, len) == 0 && path[len]
+		                        : strcmp(path, routes[i].path) == 0)
+			return (enum route_id)i;
+	}
+	return ROUTE_UNMATCHED;
+}
+
+static void http_dispatch(struct http_call *call)
+{
+	const struct route *route = &routes[call->route];
+	enum http_method method =
+	        call->method == HTTP_METHOD_HEAD ? HTTP_METHOD_GET : (enum http_method)call->method;
+
+	if (call->route == ROUTE_UNMATCHED) {
+		http_reply_error(call, 404, "not_found", NULL,
+		                 "No endpoint matches the path '%.200s'; see docs/api.md for "
+		                 "the list of endpoints.",
+		                 call->path);
+		return;
+	}
+	if (method != route->method) {
+		evhttp_add_header(evhttp_request_get_output_headers(call->req), "Allow",
+		                  route->method == HTTP_METHOD_GET ? "GET, HEAD" : "POST");
+		http_reply_error(call, 405, "method_not_allowed", NULL,
+		                 "%s is not allowed on %s; use %s.", method_names[call->method],
+		                 route->label, method_names[route->method]);
+		return;
+	}
+	route->handler(call);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct http_worker *w = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	struct http_call *call = calloc(1, sizeof(*call));
+
+	if (call == NULL)
+		abort();
+	http_worker_track(w, evhttp_request_get_connection(req));
+	atomic_fetch_add_explicit(&w->server->in_flight, 1, memory_order_relaxed);
+
+	call->req = req;
+	call->worker = w;
+	call->state = w->server->state;
+	call->started_ns = http_now_ns();
+	call->method = method_of(req);
+	call->shutting_down = w->stopping;
+	call->path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	call->query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	if (call->path == NULL || call->path[0] == '\0')
+		call->path = "/";
+	call->route = route_match(call->path);
+
+	http_dispatch(call);
+}
+
+static int status_slot(int status)
+{
+	for (size_t i = 0; i < STATUS_SLOTS; i++) {
+		if (cached_statuses[i] == status)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void http_count_request(struct http_call *call, int status)
+{
+	struct http_worker *w = call->worker;
+	int slot = status_slot(status);
+	char status_text[8];
+	const char *labels[3] = {method_names[call->method], routes[call->route].label,
+	                         status_text};
+	struct metric **cached;
+
+	snprintf(status_text, sizeof(status_text), "%d", status);
+	if (slot < 0) {
+		metric_inc(metrics_family_child(http_metrics.requests, labels));
+		return;
+	}
+
+	cached = &w->request_counters[call->route][call->method][slot];
+	if (*cached == NULL)
+		*cached = metrics_family_child(http_metrics.requests, labels);
+	metric_inc(*cached);
+}
+
+void http_call_finish(struct http_call *call, int status)
+{
+	struct http_server *server = call->worker->server;
+
+	histogram_observe(http_metrics.request_duration,
+	                  (double)(http_now_ns() - call->started_ns) / 1e9);
+	http_count_request(call, status);
+	atomic_fetch_sub_explicit(&server->in_flight, 1, memory_order_release);
+	free(call);
+}
+
+void http_call_resume(struct http_call *call)
+{
+	struct http_worker *w = call->worker;
+
+	call->next_resume = NULL;
+	pthread_mutex_lock(&w->resume_lock);
+	if (w->resume_tail != NULL)
+		w->resume_tail->next_resume = call;
+	else
+		w->resume_head = call;
+	w->resume_tail = call;
+	pthread_mutex_unlock(&w->resume_lock);
+
+	event_active(w->resume_event, EV_READ, 0);
+}
+
+static void on_resume_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_worker *w = arg;
+	struct http_call *call;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&w->resume_lock);
+	call = w->resume_head;
+	w->resume_head = NULL;
+	w->resume_tail = NULL;
+	pthread_mutex_unlock(&w->resume_lock);
+
+	while (call != NULL) {
+		struct http_call *next = call->next_resume;
+
+		call->on_resume(call);
+		call = next;
+	}
+}
+
+static void on_stop_accepting(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	w->stopping = true;
+	evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound));
+	atomic_fetch_add(&w->server->stopped_workers, 1);
+}
+
+/* Returns a listening socket: the one systemd passed (socket activation), or a new
+ * one bound to endpoint. Returns -1 with a message in err. */
+static int http_listen_socket(const char *endpoint, char *err, size_t err_size)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *addresses = NULL;
+	char host[256], port_text[8];
+	uint16_t port;
+	int fd = -1, one = 1, rc;
+
+	if (sd_listen_fds(0) >= 1) {
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+			snprintf(err, err_size,
+			         "systemd passed fd %d, which is not a listening TCP socket; "
+			         "fix the socket unit",
+			         fd);
+			return -1;
+		}
+		evutil_make_socket_nonblocking(fd);
+		return fd;
+	}
+
+	if (!config_split_endpoint(endpoint, host, sizeof(host), &port)) {
+		snprintf(err, err_size, "STEMEDB_API_LISTEN '%s' is not host:port", endpoint);
+		return -1;
+	}
+	snprintf(port_text, sizeof(port_text), "%u", port);
+	rc = getaddrinfo(host, port_text, &hints, &addresses);
+	if (rc != 0) {
+		snprintf(err, err_size, "getaddrinfo(\"%s\") failed for STEMEDB_API_LISTEN: %s",
+		         host, gai_strerror(rc));
+		return -1;
+	}
+
+	fd = socket(addresses->ai_family, addresses->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, addresses->ai_addr, addresses->ai_addrlen) != 0 ||
+	    listen(fd, HTTP_LISTEN_BACKLOG) != 0) {
+		snprintf(err, err_size,
+		         "listening on %s failed: %s; choose a free address in "
+		         "STEMEDB_API_LISTEN",
+		         endpoint, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(addresses);
+	return fd;
+}
+
+static void timeval_from_ms(struct timeval *tv, uint64_t ms)
+{
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
+}
+
+/* Sets up one worker's event_base and evhttp on its own duplicate of the listening
+ * socket. Each evhttp closes its descriptor when freed, so sharing one number would
+ * close it twice. */
+static bool http_worker_init(struct http_worker *w, int listen_fd, char *err, size_t err_size)
+{
+	const struct api_config *cfg = w->server->state->config;
+	struct timeval read_timeout;
+	int fd;
+
+	pthread_mutex_init(&w->resume_lock, NULL);
+	timeval_from_ms(&read_timeout, cfg->read_timeout_ms);
+	timeval_from_ms(&w->idle_timeout, cfg->idle_timeout_ms);
+	w->connection_limit =
+	        (cfg->max_connections + w->server->worker_count - 1) / w->server->worker_count;
+
+	w->base = event_base_new();
+	w->http = w->base != NULL ? evhttp_new(w->base) : NULL;
+	if (w->http == NULL) {
+		snprintf(err, err_size, "event_base_new or evhttp_new failed for worker %zu",
+		         w->index);
+		return false;
+	}
+	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(w->http, on_request, w);
+	evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_batch_body_bytes);
+	evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->max_header_bytes);
+	evhttp_set_timeout_tv(w->http, &read_timeout);
+
+	fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+	w->bound = fd >= 0 ? evhttp_accept_socket_with_handle(w->http, fd) : NULL;
+	if (w->bound == NULL) {
+		snprintf(err, err_size,
+		         "accepting on the listening socket failed for worker %zu: %s", w->index,
+		         strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+
+	w->resume_event = event_new(w->base, -1, EV_PERSIST, on_resume_ready, w);
+	w->stop_event = event_new(w->base, -1, 0, on_stop_accepting, w);
+	return w->resume_event != NULL && w->stop_event != NULL;
+}
+
+static void *http_worker_main(void *arg)
+{
+	struct http_worker *w = arg;
+
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+struct http_server *http_server_start(struct api_state *state, char *err, size_t err_size)
+{
+	struct http_server *server = calloc(1, sizeof(*server));
+	int listen_fd;
+
+	if (server == NULL)
+		abort();
+	server->state = state;
+	server->worker_count = state->config->http_threads;
+	server->workers = calloc(server->worker_count, sizeof(*server->workers));
+	if (server->workers == NULL)
+		abort();
+
+	listen_fd = http_listen_socket(state->config->listen, err, err_size);
+	if (listen_fd < 0) {
+		free(server->workers);
+		free(server);
+		return NULL;
+	}
+
+	for (size_t i = 0; i < server->worker_count; i++) {
+		struct http_worker *w = &server->workers[i];
+
+		w->server = server;
+		w->index = i;
+		if (!http_worker_init(w, listen_fd, err, err_size) ||
+		    pthread_create(&w->thread, NULL, http_worker_main, w) != 0) {
+			close(listen_fd);
+			http_server_free(server, 0);
+			return NULL;
+		}
+		w->thread_started = true;
+	}
+	close(listen_fd);
+	return server;
+}
+
+void http_server_stop_accepting(struct http_server *server)
+{
+	uint64_t deadline = http_now_ns() + 5000000000ull;
+
+	for (size_t i = 0; i < server->worker_count; i++)
+		event_active(server->workers[i].stop_event, EV_READ, 0);
+
+	/* Wait until every worker has seen the stop, so that none submits a write
+	 * after the caller goes on to stop the commit pipeline. */
+	while (atomic_load(&server->stopped_workers) < server->worker_count &&
+	       http_now_ns() < deadline)
+		usleep(1000);
+}
+
+uint64_t http_server_in_flight(struct http_server *server)
+{
+	return atomic_load_explicit(&server->in_flight, memory_order_acquire);
+}
+
+void http_server_free(struct http_server *server, uint64_t grace_ms)
+{
+	struct timeval grace;
+
+	timeval_from_ms(&grace, grace_ms);
+	for (size_t i = 0; i < server->worker_count; i++) {
+		struct http_worker *w = &server->workers[i];
+
+		if (w->thread_started) {
+			event_base_loopexit(w->base, &grace);
+			pthread_join(w->thread, NULL);
+		}
+	}
+
+	for (size_t i = 0; i < server->worker_count; i++) {
+		struct http_worker *w = &server->workers[i];
+
+		w->stopping = true;
+		if (w->http != NULL)
+			evhttp_free(w->http);
+		if (w->resume_event != NULL)
+			event_free(w->resume_event);
+		if (w->stop_event != NULL)
+			event_free(w->stop_event);
+		if (w->base != NULL)
+			event_base_free(w->base);
+		free(w->connections.slots);
+		pthread_mutex_destroy(&w->resume_lock);
+	}
+	free(server->workers);
+	free(server);
+}

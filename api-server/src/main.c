@@ -1,0 +1,287 @@
+/* stemedb-api: the public HTTP API of a StemeDB node and the sole owner of its WAL
+ * and RocksDB database. Start-up opens the store, starts HTTP at once so that
+ * /v1/health and /v1/ready answer during WAL replay, and replays the WAL in a
+ * separate thread. SIGTERM or SIGINT stops it cleanly. */
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "api_config.h"
+#include "commit.h"
+#include "http_server.h"
+#include "http_util.h"
+#include "stemedb/hex.h"
+#include "stemedb/log.h"
+#include "store.h"
+
+/* How long a stop waits for dispatched requests to be answered before it stops the
+ * commit pipeline anyway. */
+#define STOP_DRAIN_MS 10000
+/* Time the workers keep running after the last reply so its bytes leave the socket. */
+#define STOP_FLUSH_MS 200
+
+struct recovery {
+	struct api_state *state;
+	struct commit_options options;
+	pthread_t thread;
+};
+
+/* Parses a UUID in its 36-character text form, or as 32 hex characters. */
+static bool node_id_parse(const char *text, uint8_t out[16])
+{
+	char hex[33];
+	size_t n = 0;
+
+	for (const char *p = text; *p != '\0' && *p != '\n'; p++) {
+		if (*p == '-')
+			continue;
+		if (n == 32)
+			return false;
+		hex[n++] = *p;
+	}
+	hex[n] = '\0';
+	return n == 32 && hex_decode(hex, 32, out, 16);
+}
+
+static void node_id_format(const uint8_t id[16], char out[37])
+{
+	char hex[33];
+
+	hex_encode(id, 16, hex);
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+/* Writes the node id file through a temporary file, fsync and rename, so that a
+ * crash leaves either no file or a complete one. */
+static bool node_id_store(const char *data_dir, const char *text, char *err, size_t err_size)
+{
+	char path[4096], tmp[4096];
+	int fd, dir_fd;
+	bool ok;
+
+	snprintf(path, sizeof(path), "%s/node_id", data_dir);
+	snprintf(tmp, sizeof(tmp), "%s/node_id.tmp", data_dir);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ok = fd >= 0 && dprintf(fd, "%s\n", text) > 0 && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	ok = ok && rename(tmp, path) == 0;
+
+	dir_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ok = ok && dir_fd >= 0 && fsync(dir_fd) == 0;
+	if (dir_fd >= 0)
+		close(dir_fd);
+	if (!ok)
+		snprintf(err, err_size, "writing the node id to %.300s failed: %s", path,
+		         strerror(errno));
+	return ok;
+}
+
+/* Sets the node id from STEMEDB_NODE_ID, else from DATA_DIR/node_id, else generates
+ * a random (version 4) UUID and stores it there for the next start. */
+static bool node_id_load(const struct api_config *cfg, uint8_t id[16], char text[37], char *err,
+                         size_t err_size)
+{
+	char path[4096], line[128] = "";
+	FILE *f;
+
+	if (cfg->node_id[0] != '\0') {
+		if (!node_id_parse(cfg->node_id, id)) {
+			snprintf(err, err_size,
+			         "STEMEDB_NODE_ID '%s' is not a UUID; give 36 characters like "
+			         "0f8e3c2a-6d1b-4e5f-9a7c-2b4d6e8f0a1c",
+			         cfg->node_id);
+			return false;
+		}
+		node_id_format(id, text);
+		return true;
+	}
+
+	snprintf(path, sizeof(path), "%s/node_id", cfg->data_dir);
+	f = fopen(path, "re");
+	if (f != NULL) {
+		bool ok = fgets(line, sizeof(line), f) != NULL && node_id_parse(line, id);
+
+		fclose(f);
+		if (!ok)
+			snprintf(err, err_size,
+			         "%.300s does not hold a UUID; restore it from a backup, or remove "
+			         "it to give this node a new identity",
+			         path);
+		node_id_format(id, text);
+		return ok;
+	}
+
+	randombytes_buf(id, 16);
+	id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
+	id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
+	node_id_format(id, text);
+	log_info("generated node id %s, stored in %s", text, path);
+	return node_id_store(cfg->data_dir, text, err, err_size);
+}
+
+static bool make_dir(const char *path, char *err, size_t err_size)
+{
+	if (mkdir(path, 0750) == 0 || errno == EEXIST)
+		return true;
+	snprintf(err, err_size,
+	         "mkdir(\"%.300s\") failed: %s; create the directory or fix its parent", path,
+	         strerror(errno));
+	return false;
+}
+
+static void *recovery_main(void *arg)
+{
+	struct recovery *r = arg;
+	struct commit_pipeline *p;
+	struct commit_stats stats;
+	char err[512];
+
+	p = commit_start(&r->options, r->state->store, err, sizeof(err));
+	if (p == NULL) {
+		log_error("WAL replay failed: %s; the node stops. Restore the WAL directory "
+		          "from a backup (docs/operations.md) before starting again",
+		          err);
+		atomic_store(&r->state->recovery_failed, true);
+		kill(getpid(), SIGTERM);
+		return NULL;
+	}
+
+	commit_get_stats(p, &stats);
+	atomic_store_explicit(&r->state->pipeline, p, memory_order_release);
+	log_info("ready: replayed %llu WAL records in %.3f s, %llu assertions stored",
+	         (unsigned long long)stats.records_replayed, stats.recovery_seconds,
+	         (unsigned long long)store_assertion_count(r->state->store));
+	sd_notify(0, "READY=1");
+	return NULL;
+}
+
+/* Blocks the stop signals in every thread created from now on, so that only the
+ * main thread receives them through sigwait. */
+static void block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Stops in the order that keeps every acknowledged write durable: no new
+ * connections, answer what was dispatched, drain the commit pipeline, then close
+ * the workers and the store. */
+static void shutdown_node(struct http_server *server, struct recovery *recovery)
+{
+	uint64_t deadline = http_now_ns() + (uint64_t)STOP_DRAIN_MS * 1000000u;
+	struct commit_pipeline *p;
+
+	sd_notify(0, "STOPPING=1");
+	http_server_stop_accepting(server);
+	pthread_join(recovery->thread, NULL);
+
+	while (http_server_in_flight(server) > 0 && http_now_ns() < deadline)
+		usleep(2000);
+	if (http_server_in_flight(server) > 0)
+		log_warn("%llu requests were still open after %d ms; stopping anyway",
+		         (unsigned long long)http_server_in_flight(server), STOP_DRAIN_MS);
+
+	p = atomic_load(&recovery->state->pipeline);
+	if (p != NULL)
+		commit_stop(p);
+	http_server_free(server, STOP_FLUSH_MS);
+}
+
+static int run(struct api_config *cfg)
+{
+	struct api_state state = {.config = cfg, .started_ns = http_now_ns()};
+	struct recovery recovery = {.state = &state};
+	struct http_server *server;
+	char err[512], db_path[4096];
+	sigset_t signals;
+	int sig = 0;
+
+	if (!make_dir(cfg->data_dir, err, sizeof(err)) ||
+	    !make_dir(cfg->wal_dir, err, sizeof(err)) ||
+	    !node_id_load(cfg, recovery.options.node_id, state.node_id, err, sizeof(err))) {
+		log_error("%s", err);
+		return 1;
+	}
+
+	snprintf(db_path, sizeof(db_path), "%s/db", cfg->data_dir);
+	state.store = store_open(db_path, err, sizeof(err));
+	if (state.store == NULL) {
+		log_error("%s", err);
+		return 1;
+	}
+
+	http_metrics_register();
+	block_signals(&signals);
+	server = http_server_start(&state, err, sizeof(err));
+	if (server == NULL) {
+		log_error("%s", err);
+		store_close(state.store);
+		return 1;
+	}
+	log_info("started: listening on %s, data dir %s, WAL dir %s, durability %s, %llu HTTP "
+	         "threads, node id %s",
+	         cfg->listen, cfg->data_dir, cfg->wal_dir, cfg->durability_name,
+	         (unsigned long long)cfg->http_threads, state.node_id);
+
+	recovery.options.wal_dir = cfg->wal_dir;
+	recovery.options.segment_bytes = cfg->wal_segment_bytes;
+	recovery.options.durability = cfg->durability;
+	recovery.options.sync_interval_ms = cfg->wal_sync_interval_ms;
+	if (pthread_create(&recovery.thread, NULL, recovery_main, &recovery) != 0) {
+		log_error("pthread_create failed for the WAL replay thread");
+		http_server_free(server, 0);
+		store_close(state.store);
+		return 1;
+	}
+
+	sigwait(&signals, &sig);
+	log_info("stopping on %s", strsignal(sig));
+	shutdown_node(server, &recovery);
+	store_close(state.store);
+	log_info("stopped");
+	return atomic_load(&state.recovery_failed) ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct api_config cfg;
+	bool help = false;
+	char err[512];
+	int status;
+
+	if (!api_config_load(&cfg, argc, argv, &help, err, sizeof(err))) {
+		fprintf(stderr, "stemedb-api: %s\n", err);
+		api_config_free(&cfg);
+		return 2;
+	}
+	if (help) {
+		api_config_free(&cfg);
+		return 0;
+	}
+
+	log_init("stemedb-api", cfg.log_level);
+	if (sodium_init() < 0 || evthread_use_pthreads() != 0) {
+		log_error("sodium_init or evthread_use_pthreads failed; the process cannot run");
+		api_config_free(&cfg);
+		return 1;
+	}
+
+	status = run(&cfg);
+	api_config_free(&cfg);
+	return status;
+}
