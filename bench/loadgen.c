@@ -9,8 +9,8 @@
  * single and batch build and sign every request before the clock starts, so the
  * measured window holds only HTTP traffic. preload builds each batch when a connection
  * is free, because the million-assertion dataset would otherwise sit in memory twice;
- * its assertions are deterministic (fixed keys, subjects and timestamps), so running it
- * again against the same data directory returns "exists" instead of growing the store.
+ * its assertions are deterministic (fixed keys, subjects and timestamps). Running it
+ * again against the same data directory therefore returns "exists" and adds nothing.
  * With --copy-out it also writes every preloaded assertion as PostgreSQL COPY text, so
  * the peer database loads the very same rows.
  *
@@ -188,7 +188,7 @@ static void set_text_fields(struct assertion *a, const char *subject, const char
 	object_set_text(&a->object, OBJECT_TEXT, value, strlen(value));
 }
 
-/* Fills a unique claim for the single and batch modes; the tag keeps runs apart. */
+/* Fills a unique claim for the single and batch modes. The tag keeps runs apart. */
 static void fill_write_claim(const struct workload *w, long index, struct assertion *a)
 {
 	char subject[128];
@@ -226,7 +226,7 @@ static void fill_preload_claim(const struct workload *w, long index, struct asse
 }
 
 /* Signs with one agent, and every fifth preloaded claim with a second one, so the
- * authority lens also sees co-signed claims. */
+ * authority lens also weighs co-signed claims. */
 static bool sign_claim(const struct workload *w, long index, struct assertion *a,
                        uint8_t hash[STEMEDB_HASH_LEN])
 {
@@ -298,7 +298,7 @@ static bool append_claim_json(struct workload *w, long index, struct buf *body)
 
 done:
 	if (!ok)
-		fprintf(stderr, "loadgen: could not build claim %ld\n", index);
+		fprintf(stderr, "loadgen: building claim %ld failed\n", index);
 	free(text);
 	json_decref(json);
 	assertion_free(&a);
@@ -366,8 +366,8 @@ static bool workload_prebuild(struct workload *w)
 	return true;
 }
 
-/* Hands out the next request, or NULL when the workload is exhausted. *owned tells
- * whether the caller must free it. */
+/* Hands out the next request, or NULL when the workload is exhausted. *owned is set
+ * to whether the caller must free it. */
 static struct request *workload_next(struct workload *w, bool *owned)
 {
 	struct request *req;
@@ -436,7 +436,7 @@ static bool parse_header_line(const char *line, size_t len, struct response *r, 
 	return true;
 }
 
-/* Returns 1 when in holds a complete response (described in r), 0 when more bytes are
+/* Returns 1 when in contains a complete response (described in r), 0 when more bytes are
  * needed, -1 when the response is malformed. */
 static int parse_response(const struct buf *in, struct response *r)
 {
@@ -499,8 +499,8 @@ static long json_count(const json_t *root, const char *name)
 	return json_is_integer(value) ? (long)json_integer_value(value) : -1;
 }
 
-/* Adds the per-item counts of a 200 batch response; false when the body is not the
- * documented shape or rejected an item. */
+/* Adds the per-item counts of a 200 batch response. Returns false when the body is not
+ * the documented shape or when an item was rejected. */
 static bool account_batch(struct stats *s, const char *body, size_t len)
 {
 	json_error_t error;
@@ -522,8 +522,8 @@ static bool account_batch(struct stats *s, const char *body, size_t len)
 	return rejected == 0;
 }
 
-/* Classifies one response. single counts 201 as created and 200 as exists; the batch
- * modes read the per-item counts. Anything else is an HTTP error. */
+/* Classifies one response. single counts 201 as created and 200 as exists, and the
+ * batch modes read the per-item counts. Anything else is an HTTP error. */
 static void account_response(struct driver *d, const struct response *r, const char *body)
 {
 	struct stats *s = &d->stats;

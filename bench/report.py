@@ -1,0 +1,354 @@
+#!/usr/bin/python3
+"""Helpers for bench/run.sh.
+
+  report.py pgbench-latency LOG...   prints "p50_ms=... p99_ms=..." from pgbench -l logs
+  report.py render WORK_DIR OUTPUT   writes the benchmark page from WORK_DIR/results.tsv,
+                                     WORK_DIR/meta.tsv and the perf profiles
+
+Uses only the standard library, so Debian's /usr/bin/python3 runs it as it is.
+"""
+
+import collections
+import statistics
+import sys
+from pathlib import Path
+
+# Targets the project set for a two-core machine. The page compares every run with them.
+GOAL_SINGLE_PER_SEC = 8000
+GOAL_BATCH_PER_SEC = 15000
+GOAL_QUERY_PER_SEC = 20000
+GOAL_QUERY_P99_MS = 5.0
+
+
+def quantile(sorted_values, q):
+    """Return the nearest-rank quantile q (0..1) of an ascending list."""
+    rank = max(1, min(len(sorted_values), int(q * len(sorted_values) + 0.999999)))
+    return sorted_values[rank - 1]
+
+
+def pgbench_latency(paths):
+    """Print p50 and p99 transaction latency from pgbench per-transaction logs.
+
+    The third column of each log line is the transaction latency in microseconds.
+    """
+    latencies = []
+    for path in paths:
+        with open(path, encoding="ascii") as log:
+            for line in log:
+                fields = line.split()
+                if len(fields) >= 3:
+                    latencies.append(int(fields[2]) / 1000.0)
+    if not latencies:
+        sys.exit("report.py: the pgbench logs %s contain no transactions" % " ".join(paths))
+    latencies.sort()
+    print("p50_ms=%.3f p99_ms=%.3f transactions=%d"
+          % (quantile(latencies, 0.50), quantile(latencies, 0.99), len(latencies)))
+
+
+def load_results(work):
+    """Return {metric: [values in run order]} from results.tsv."""
+    results = collections.defaultdict(list)
+    for line in (work / "results.tsv").read_text(encoding="utf-8").splitlines():
+        metric, _run, value = line.split("\t")
+        if value:
+            results[metric].append(float(value))
+    return results
+
+
+def load_meta(work):
+    meta = {}
+    for line in (work / "meta.tsv").read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("\t")
+        meta[key] = value
+    return meta
+
+
+class Figures:
+    """Median, min and max of each metric, formatted for the page."""
+
+    def __init__(self, results):
+        self.results = results
+
+    def median(self, metric):
+        values = self.results.get(metric)
+        return statistics.median(values) if values else None
+
+    def cell(self, metric, digits=0):
+        values = self.results.get(metric)
+        if not values:
+            return "not measured"
+        fmt = "{:,.%df}" % digits
+        if len(values) == 1:
+            return fmt.format(values[0])
+        return "%s (%s – %s)" % (fmt.format(statistics.median(values)),
+                                 fmt.format(min(values)), fmt.format(max(values)))
+
+
+def ratio_text(ours, theirs):
+    if ours is None or theirs is None or theirs == 0:
+        return "n/a"
+    return "%.2f×" % (ours / theirs)
+
+
+def goal_text(value, goal, higher_is_better=True):
+    """Say whether a median meets its goal and, when it does not, by how much."""
+    if value is None:
+        return "not measured"
+    met = value >= goal if higher_is_better else value <= goal
+    if met:
+        return "met"
+    if higher_is_better:
+        return "missed by %.0f%% (%.0f%% of goal)" % (100 * (goal - value) / goal,
+                                                     100 * value / goal)
+    return "missed: %.2f ms over" % (value - goal)
+
+
+def machine_section(meta):
+    rows = [
+        ("Command", "`%s`" % meta.get("command", "make bench")),
+        ("Date", meta.get("date", "?")),
+        ("Commit", meta.get("commit", "?")),
+        ("CPU", "%s, %s cores" % (meta.get("cpu_model", "?"), meta.get("cores", "?"))),
+        ("Memory", meta.get("memory", "?")),
+        ("Kernel", meta.get("kernel", "?")),
+        ("Data disk", "%s; data directories under %s"
+         % (meta.get("disk", "?"), meta.get("data_dir_parent", "?"))),
+        ("Software", "PostgreSQL %s (shared_buffers %s; %s), wrk %s, libsodium %s"
+         % (meta.get("pg_version", "?"), meta.get("pg_shared_buffers", "?"),
+            meta.get("pg_settings", "?"), meta.get("wrk", "?"), meta.get("libsodium", "?"))),
+        ("Runs", "%s measured runs per figure; each cell is median (min – max)"
+         % meta.get("runs", "?")),
+        ("Total time", "%s s for the whole script" % meta.get("total_seconds", "?")),
+    ]
+    lines = ["| | |", "|---|---|"]
+    lines += ["| %s | %s |" % row for row in rows]
+    return lines
+
+
+def thousands(text):
+    """Format an integer string with thousands separators; leave anything else as it is."""
+    return format(int(text), ",") if text.isdigit() else text
+
+
+def dataset_section(meta):
+    subjects = int(meta.get("subjects", "0"))
+    per_subject = int(meta.get("per_subject", "0"))
+    return [
+        "- Single-assert runs: %s unique claims per run from %s keep-alive connections."
+        % (format(int(meta.get("single_count", "0")), ","), meta.get("clients", "?")),
+        "- Batch runs: %s unique claims per run in batches of %s from %s connections."
+        % (format(int(meta.get("batch_count", "0")), ","), meta.get("batch_size", "?"),
+           meta.get("batch_clients", "?")),
+        "- Query dataset: %s subjects × %d claims = %s claims for the predicate "
+        "`bench_claim`, four competing values per subject, source classes and "
+        "confidences spread evenly, every fifth claim co-signed. PostgreSQL loads the "
+        "same rows (same hashes and signatures) with COPY."
+        % (format(subjects, ","), per_subject, format(subjects * per_subject, ",")),
+        "- Store sizes while querying: StemeDB %s assertions, PostgreSQL %s rows "
+        "(the query dataset plus the rows the write runs left)."
+        % (thousands(meta.get("stemedb_assertions", "?")), thousands(meta.get("pg_rows", "?"))),
+        "- Every timed wrk and pgbench run lasts %s s after a 3 s warm-up for queries."
+        % meta.get("seconds", "?"),
+    ]
+
+
+def results_table(fig, meta):
+    rows = [
+        ("Signed single asserts/s, %s clients" % meta.get("clients", "64"),
+         "stemedb_single_rate", "pg_single_rate", 0),
+        ("  latency p50 (ms)", "stemedb_single_p50_ms", "pg_single_p50_ms", 2),
+        ("  latency p99 (ms)", "stemedb_single_p99_ms", "pg_single_p99_ms", 2),
+        ("Batch ingest, assertions/s (%s per request)" % meta.get("batch_size", "500"),
+         "stemedb_batch_rate", "pg_batch_rate", 0),
+        ("  latency per batch p50 (ms)", "stemedb_batch_p50_ms", "pg_batch_p50_ms", 1),
+        ("  latency per batch p99 (ms)", "stemedb_batch_p99_ms", "pg_batch_p99_ms", 1),
+        ("Best-claim queries/s, %s clients" % meta.get("clients", "64"),
+         "stemedb_query_rate", "pg_query_rate", 0),
+        ("  latency p50 (ms)", "stemedb_query_p50_ms", "pg_query_p50_ms", 2),
+        ("  latency p99 (ms)", "stemedb_query_p99_ms", "pg_query_p99_ms", 2),
+        ("Loading the query dataset (s)", "stemedb_preload_seconds", "pg_copy_seconds", 1),
+    ]
+    lines = ["| Workload | StemeDB | PostgreSQL 15 | StemeDB / PostgreSQL |",
+             "|---|---:|---:|---:|"]
+    for label, ours, theirs, digits in rows:
+        lines.append("| %s | %s | %s | %s |" % (
+            label.replace("  ", "&nbsp;&nbsp;"), fig.cell(ours, digits),
+            fig.cell(theirs, digits), ratio_text(fig.median(ours), fig.median(theirs))))
+    return lines
+
+
+def goals_table(fig):
+    checks = [
+        ("Signed single asserts/s ≥ %s" % format(GOAL_SINGLE_PER_SEC, ","),
+         fig.median("stemedb_single_rate"), GOAL_SINGLE_PER_SEC, True, "pg_single_rate"),
+        ("Batch ingest ≥ %s assertions/s" % format(GOAL_BATCH_PER_SEC, ","),
+         fig.median("stemedb_batch_rate"), GOAL_BATCH_PER_SEC, True, "pg_batch_rate"),
+        ("Lens queries ≥ %s/s" % format(GOAL_QUERY_PER_SEC, ","),
+         fig.median("stemedb_query_rate"), GOAL_QUERY_PER_SEC, True, "pg_query_rate"),
+        ("Lens query p99 < %.0f ms" % GOAL_QUERY_P99_MS,
+         fig.median("stemedb_query_p99_ms"), GOAL_QUERY_P99_MS, False, "pg_query_p99_ms"),
+    ]
+    lines = ["| Goal | StemeDB median | Goal | Ahead of PostgreSQL |", "|---|---:|---|---|"]
+    for label, value, goal, higher, peer_metric in checks:
+        peer = fig.median(peer_metric)
+        if value is None or peer is None:
+            ahead = "n/a"
+        else:
+            ahead = "yes" if (value > peer if higher else value < peer) else "no"
+        shown = "n/a" if value is None else ("{:,.0f}".format(value) if higher
+                                             else "%.2f ms" % value)
+        lines.append("| %s | %s | %s | %s |" % (label, shown, goal_text(value, goal, higher),
+                                                 ahead))
+    return lines
+
+
+def limits_section(fig, meta):
+    verify = fig.median("verify_per_sec")
+    fsync_p50 = fig.median("fsync_p50_us")
+    cores = int(meta.get("cores", "1"))
+    lines = [
+        "| Physical limit | Measured |",
+        "|---|---:|",
+        "| Ed25519 verifications/s on one core (libsodium, 60-byte messages) | %s |"
+        % fig.cell("verify_per_sec"),
+        "| fdatasync after a 4 KiB append, p50 (µs) | %s |" % fig.cell("fsync_p50_us"),
+        "| fdatasync after a 4 KiB append, p99 (µs) | %s |" % fig.cell("fsync_p99_us"),
+        "",
+    ]
+    if verify:
+        lines.append(
+            "Every accepted assertion costs one signature verification on the server, so "
+            "signature checking alone caps ingest at about %s assertions/s per core and "
+            "%s/s if all %d cores did nothing else. The load driver and the HTTP, JSON, "
+            "WAL and RocksDB work share the same cores."
+            % (format(round(verify), ","), format(round(verify * cores), ","), cores))
+    single = fig.median("stemedb_single_rate")
+    if fsync_p50 and single:
+        lines.append("")
+        lines.append(
+            "At %.0f µs per fdatasync, a writer that synced every assertion on its own "
+            "would reach about %s assertions/s. The measured %s single asserts/s therefore "
+            "mean group commit shared each sync among about %.1f assertions on average "
+            "(an estimate from the medians, assuming back-to-back syncs)."
+            % (fsync_p50, format(round(1e6 / fsync_p50), ","), format(round(single), ","),
+               single * fsync_p50 / 1e6))
+    return lines
+
+
+def profile_section(work):
+    lines = []
+    for name, title in (("single", "single asserts"), ("batch", "batch ingest"),
+                        ("query", "authority-lens queries")):
+        comm = work / ("profile-%s-comm.txt" % name)
+        sym = work / ("profile-%s-sym.txt" % name)
+        if not comm.exists() or not comm.read_text(encoding="utf-8").strip():
+            continue
+        lines.append("CPU samples during %s, by thread name (all cores; `swapper` is idle "
+                     "time):" % title)
+        lines.append("")
+        lines.append("```")
+        lines += comm.read_text(encoding="utf-8").rstrip().splitlines()[:12]
+        lines.append("```")
+        lines.append("")
+        if sym.exists() and sym.read_text(encoding="utf-8").strip():
+            lines.append("Hottest functions (thread, object, symbol):")
+            lines.append("")
+            lines.append("```")
+            lines += sym.read_text(encoding="utf-8").rstrip().splitlines()[:15]
+            lines.append("```")
+            lines.append("")
+    if not lines:
+        return ["No profile was taken in this run (perf is missing or cannot sample here)."]
+    return ["`perf record -a -e cpu-clock` sampled every core for 4 s during an extra, "
+            "unmeasured run of each workload. Hardware counters are not available in this "
+            "virtual machine, so these are timer samples.", ""] + lines
+
+
+METHOD = """\
+## How each figure is measured
+
+- **Physical limits**: `build/bin/physical_limits verify` signs 1,024 messages shaped like
+  the real signing message (20-byte domain, 32-byte hash, 8-byte timestamp) and verifies
+  them in a loop for 2 s with `crypto_sign_verify_detached`.
+  `physical_limits fsync` appends 1,000 blocks of 4 KiB to a file in the benchmark's data
+  directory and calls `fdatasync` after each.
+- **Single asserts**: `build/bin/loadgen single` builds and signs every assertion (Ed25519,
+  through the project's own assertion code) before the clock starts, then sends them
+  over 64 HTTP/1.1 keep-alive connections to `POST /v1/assert` with
+  `STEMEDB_DURABILITY=immediate`. Only `201 created` responses count; any other status
+  fails the run. Latency runs from the first byte written to the last byte read.
+- **Batch ingest**: `loadgen batch` sends the same kind of signed assertions to
+  `POST /v1/assert/batch`, 500 per request, from 4 connections, and counts the
+  `created` items of each response.
+- **Queries**: `loadgen preload` loads the query dataset through the batch endpoint,
+  then wrk (Debian's package, script `bench/query.lua`) sends
+  `GET /v1/query?subject=bench/q/<random>&predicate=bench_claim&lens=authority`
+  from 2 threads and 64 connections. Before measuring, the script checks that a query
+  returns a winner and all 10 candidates.
+- **PostgreSQL 15**: a private cluster made by `initdb` in the work directory, run as
+  the postgres user, reachable only through a Unix socket in that directory, with
+  `fsync=on` and `synchronous_commit=on` and every other setting at its default.
+  The table and index are in `bench/pg_schema.sql`. pgbench (`-M prepared -j 2`) runs the
+  same three workloads: a one-row `INSERT ... ON CONFLICT DO NOTHING` per transaction
+  from 64 clients; one `INSERT ... SELECT ... FROM (VALUES ...)` of 500 rows per
+  transaction from 4 clients; and
+  `SELECT ... WHERE subject = $1 AND predicate = 'bench_claim' ORDER BY source_class,
+  confidence DESC LIMIT 1` from 64 clients. Latency percentiles come from pgbench's
+  per-transaction logs (`-l`).
+
+## What the comparison does and does not hold equal
+
+- PostgreSQL does not verify signatures: it stores the signature bytes it is given.
+  StemeDB verifies every Ed25519 signature before the write is logged, so each
+  StemeDB write carries at least the verification cost shown under physical limits.
+- Both sides make every acknowledged write durable with fdatasync on the same disk, and
+  both share concurrent commits (StemeDB's group commit, PostgreSQL's WAL flush).
+- StemeDB receives JSON over HTTP and hashes the canonical bytes of each assertion.
+  pgbench sends prepared statements over a Unix socket, and for the single inserts
+  computes the primary key with `sha256()` in SQL.
+- The StemeDB query returns the authority-lens winner and up to 100 candidates with
+  decayed confidences and scores. The PostgreSQL query returns only the top row by
+  source class and confidence, with no decay and no signer trust. The StemeDB query is
+  therefore the heavier one.
+- The load generators run on the same two cores as the servers (loadgen and wrk for
+  StemeDB, pgbench for PostgreSQL), so every figure includes the client's CPU use.
+"""
+
+
+def render(work, output):
+    results = load_results(work)
+    meta = load_meta(work)
+    fig = Figures(results)
+    lines = [
+        "# Benchmarks",
+        "",
+        "This page is written by `make bench` (`bench/run.sh`); rerun it to refresh the "
+        "numbers. Every figure below comes from the run described here, on this machine, "
+        "with StemeDB and PostgreSQL 15 measured one after the other in that run.",
+        "",
+        "## Machine and run",
+        "",
+    ]
+    lines += machine_section(meta)
+    lines += ["", "## Datasets", ""] + dataset_section(meta)
+    lines += ["", "## Results", ""] + results_table(fig, meta)
+    lines += ["", "## Goals", ""] + goals_table(fig)
+    lines += ["", "## Physical limits of this machine", ""] + limits_section(fig, meta)
+    lines += ["", "## Where the time goes", ""] + profile_section(work)
+    lines += ["", METHOD]
+    Path(output).write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == "pgbench-latency":
+        pgbench_latency(argv[2:])
+        return 0
+    if len(argv) == 4 and argv[1] == "render":
+        render(Path(argv[2]), argv[3])
+        return 0
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

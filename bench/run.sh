@@ -1,0 +1,474 @@
+#!/usr/bin/env bash
+# Runs the StemeDB benchmarks side by side with a PostgreSQL 15 peer and the physical
+# limits of this machine, then regenerates docs/benchmarks.md. Called by `make bench`:
+#
+#   bench/run.sh BUILD_DIR
+#
+# Everything runs on this machine: stemedb-api listens on a free 127.0.0.1 port, and
+# PostgreSQL listens only on a Unix socket inside the work directory. Every load step is
+# bounded in count and time. The trap stops both servers and removes the work directory
+# on any exit.
+#
+# Knobs (environment): BENCH_RUNS (measured runs per figure, default 5), BENCH_DIR
+# (parent of the work directory and so the disk under test, default /tmp),
+# BENCH_SUBJECTS (query dataset subjects, 10 claims each, default 100000),
+# BENCH_SINGLE_COUNT (claims per single-assert run, default 30000), BENCH_BATCH_COUNT
+# (claims per batch run, default 100000), BENCH_SECONDS (length of each timed wrk and
+# pgbench run, default 10), BENCH_KEEP=1 (keep the work directory for inspection),
+# BENCH_OUTPUT (page to write, default docs/benchmarks.md).
+set -euo pipefail
+
+build=${1:-build}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+case $build in
+/*) bin=$build/bin ;;
+*) bin=$root/$build/bin ;;
+esac
+
+runs=${BENCH_RUNS:-5}
+subjects=${BENCH_SUBJECTS:-100000}
+per_subject=10
+single_count=${BENCH_SINGLE_COUNT:-30000}
+batch_count=${BENCH_BATCH_COUNT:-100000}
+batch_size=500
+batch_clients=4
+clients=64
+seconds=${BENCH_SECONDS:-10}
+output=${BENCH_OUTPUT:-$root/docs/benchmarks.md}
+pg_bin=/usr/lib/postgresql/15/bin
+python=/usr/bin/python3
+
+# Debian packages this script needs on top of scripts/deps.sh.
+bench_packages=(wrk postgresql-15 postgresql-client-15 curl linux-perf)
+
+work=""
+server_pid=""
+pg_data=""
+started=$(date +%s)
+
+log() {
+	echo "bench: $*" >&2
+}
+
+fail() {
+	log "error: $*"
+	exit 1
+}
+
+# ---- Setup and teardown ------------------------------------------------------------
+
+install_missing_packages() {
+	local missing=() package
+	for package in "${bench_packages[@]}"; do
+		if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+			missing+=("$package")
+		fi
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		fail "missing packages: ${missing[*]}; install them with apt-get as root and run make bench again"
+	fi
+	log "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+check_tools() {
+	install_missing_packages
+	local tool
+	for tool in "$bin/stemedb-api" "$bin/loadgen" "$bin/physical_limits" "$pg_bin/initdb" \
+		"$pg_bin/pg_ctl" "$pg_bin/pgbench" "$pg_bin/psql" /usr/bin/wrk "$python"; do
+		[ -x "$tool" ] || fail "$tool is missing or not executable; run make and make deps first"
+	done
+	[ "$(id -u)" -eq 0 ] || fail "the PostgreSQL peer runs as the postgres user through runuser, which needs root"
+	id postgres >/dev/null 2>&1 || fail "the postgres user does not exist; reinstall postgresql-15"
+}
+
+stop_stemedb() {
+	[ -n "$server_pid" ] || return 0
+	kill -TERM "$server_pid" 2>/dev/null || true
+	local i
+	for i in $(seq 1 300); do
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$server_pid" 2>/dev/null; then
+		log "stemedb-api (pid $server_pid) did not stop within 30 s; sending SIGKILL"
+		kill -KILL "$server_pid" 2>/dev/null || true
+	fi
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=""
+}
+
+stop_postgres() {
+	[ -n "$pg_data" ] || return 0
+	runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_data" stop -m fast -w -t 60 >/dev/null 2>&1 ||
+		log "pg_ctl stop failed for $pg_data; see $work/pg/postgres.log"
+	pg_data=""
+}
+
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	stop_stemedb
+	stop_postgres
+	if [ -n "$work" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+		rm -rf "$work"
+	elif [ -n "$work" ]; then
+		log "work directory kept: $work"
+	fi
+	exit "$status"
+}
+
+free_port() {
+	"$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# ---- Results ----------------------------------------------------------------------
+
+# record METRIC RUN VALUE appends one measurement to the results table.
+record() {
+	printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$work/results.tsv"
+}
+
+meta() {
+	printf '%s\t%s\n' "$1" "$2" >>"$work/meta.tsv"
+}
+
+# calc EXPRESSION prints the value of an arithmetic expression with three decimals.
+calc() {
+	awk "BEGIN { printf \"%.3f\", $1 }"
+}
+
+# field KEY LINE prints the value of KEY in a "key=value key=value" line.
+field() {
+	sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"
+}
+
+# ---- Physical limits --------------------------------------------------------------
+
+bench_physical() {
+	local run line
+	for run in $(seq 1 "$runs"); do
+		line=$("$bin/physical_limits" verify --seconds 2) || fail "physical_limits verify failed"
+		record verify_per_sec "$run" "$(field verify_per_sec "$line")"
+		log "physical run $run: $line"
+		line=$("$bin/physical_limits" fsync --dir "$work" --count 1000 --size 4096) ||
+			fail "physical_limits fsync failed"
+		record fsync_p50_us "$run" "$(field fsync_p50_us "$line")"
+		record fsync_p99_us "$run" "$(field fsync_p99_us "$line")"
+		log "physical run $run: $line"
+	done
+}
+
+# ---- StemeDB -------------------------------------------------------------------------
+
+start_stemedb() {
+	port=$(free_port)
+	mkdir -p "$work/stemedb"
+	STEMEDB_DATA_DIR="$work/stemedb" STEMEDB_API_LISTEN="127.0.0.1:$port" \
+		STEMEDB_DURABILITY=immediate STEMEDB_LOG_LEVEL=warn \
+		"$bin/stemedb-api" >>"$work/stemedb.log" 2>&1 &
+	server_pid=$!
+	local i
+	for i in $(seq 1 600); do
+		if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/ready")" = 200 ]; then
+			log "stemedb-api ready on 127.0.0.1:$port (pid $server_pid)"
+			return 0
+		fi
+		kill -0 "$server_pid" 2>/dev/null || fail "stemedb-api exited during startup: $(tail -n 5 "$work/stemedb.log")"
+		sleep 0.1
+	done
+	fail "stemedb-api was not ready within 60 s: $(tail -n 5 "$work/stemedb.log")"
+}
+
+# run_loadgen NAME RUN ARGS... runs one loadgen pass and records rate and latency.
+run_loadgen() {
+	local name=$1 run=$2 line
+	shift 2
+	line=$("$bin/loadgen" "$@" --port "$port" 2>>"$work/loadgen.log" | grep '^result ') ||
+		fail "loadgen $name run $run failed: $(tail -n 3 "$work/loadgen.log")"
+	log "$name run $run: $line"
+	record "${name}_rate" "$run" "$(field items_per_sec "$line")"
+	record "${name}_p50_ms" "$run" "$(field p50_ms "$line")"
+	record "${name}_p99_ms" "$run" "$(field p99_ms "$line")"
+}
+
+bench_stemedb_writes() {
+	local run
+	for run in $(seq 1 "$runs"); do
+		run_loadgen stemedb_single "$run" single --count "$single_count" --clients "$clients" \
+			--tag "s$run" --max-seconds 60
+	done
+	for run in $(seq 1 "$runs"); do
+		run_loadgen stemedb_batch "$run" batch --count "$batch_count" --batch-size "$batch_size" \
+			--clients "$batch_clients" --tag "b$run" --max-seconds 120
+	done
+}
+
+# Loads subjects x 10 claims through the batch endpoint and writes the same rows as
+# COPY text for PostgreSQL.
+bench_stemedb_preload() {
+	local line begin
+	begin=$(date +%s.%N)
+	line=$("$bin/loadgen" preload --port "$port" --subjects "$subjects" --per-subject "$per_subject" \
+		--batch-size "$batch_size" --clients "$batch_clients" --max-seconds 900 \
+		--copy-out "$work/preload.copy" 2>>"$work/loadgen.log" | grep '^result ') ||
+		fail "preload failed: $(tail -n 3 "$work/loadgen.log")"
+	log "preload: $line"
+	record stemedb_preload_rate 1 "$(field items_per_sec "$line")"
+	record stemedb_preload_seconds 1 "$(calc "$(date +%s.%N) - $begin")"
+}
+
+# Checks that a query on the preloaded dataset returns a winner and all 10 claims.
+check_stemedb_dataset() {
+	local body
+	body=$(curl -s "http://127.0.0.1:$port/v1/query?subject=bench%2Fq%2F42&predicate=bench_claim&lens=authority")
+	"$python" -c '
+import json, sys
+doc = json.loads(sys.argv[1])
+count = doc.get("candidate_count")
+if doc.get("winner") is None or count != int(sys.argv[2]):
+    sys.exit("bench: query check failed: winner %r, candidate_count %r" % (doc.get("winner"), count))
+' "$body" "$per_subject" || fail "the preloaded dataset does not answer as generated: ${body:0:300}"
+}
+
+# run_wrk NAME RUN DURATION runs the authority-lens query load once.
+run_wrk() {
+	local name=$1 run=$2 duration=$3 line
+	line=$(wrk -t2 -c"$clients" -d"${duration}s" --timeout 10s -s "$root/bench/query.lua" \
+		"http://127.0.0.1:$port" -- "$subjects" | grep '^wrk_result ') || fail "wrk failed"
+	[ "$(field status_errors "$line")" = 0 ] && [ "$(field socket_errors "$line")" = 0 ] ||
+		fail "wrk saw errors: $line"
+	[ "$run" = warmup ] && return 0
+	log "$name run $run: $line"
+	record "${name}_rate" "$run" "$(field requests_per_sec "$line")"
+	record "${name}_p50_ms" "$run" "$(field p50_ms "$line")"
+	record "${name}_p99_ms" "$run" "$(field p99_ms "$line")"
+}
+
+bench_stemedb_queries() {
+	local run
+	check_stemedb_dataset
+	run_wrk stemedb_query warmup 3
+	for run in $(seq 1 "$runs"); do
+		run_wrk stemedb_query "$run" "$seconds"
+	done
+	meta stemedb_assertions "$(curl -s "http://127.0.0.1:$port/v1/health" |
+		"$python" -c 'import json, sys; print(json.load(sys.stdin).get("assertions_count", "unknown"))')"
+}
+
+# profile NAME COMMAND... samples every CPU with perf while COMMAND runs, so the page
+# can show where the time goes. Skipped when perf cannot sample on this machine.
+profile() {
+	local name=$1
+	shift
+	if ! perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then
+		log "perf cannot sample here; skipping the $name profile"
+		return 0
+	fi
+	perf record -a -e cpu-clock -F 499 -o "$work/perf-$name.data" -- sleep 4 >/dev/null 2>&1 &
+	local perf_pid=$!
+	"$@" >/dev/null 2>&1 || log "the $name profiling load failed; the profile may be partial"
+	wait "$perf_pid" || true
+	perf report -i "$work/perf-$name.data" --stdio --sort comm --percent-limit 1 2>/dev/null |
+		grep -v '^#' | grep -v '^$' >"$work/profile-$name-comm.txt" || true
+	perf report -i "$work/perf-$name.data" --stdio --sort comm,dso,sym --percent-limit 1.5 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | head -n 20 >"$work/profile-$name-sym.txt" || true
+}
+
+profile_stemedb() {
+	profile single "$bin/loadgen" single --port "$port" --count 40000 --clients "$clients" \
+		--tag profile-single --max-seconds 6
+	profile batch "$bin/loadgen" batch --port "$port" --count 100000 --batch-size "$batch_size" \
+		--clients "$batch_clients" --tag profile-batch --max-seconds 6
+	profile query wrk -t2 -c"$clients" -d5s -s "$root/bench/query.lua" "http://127.0.0.1:$port" -- "$subjects"
+}
+
+# ---- PostgreSQL 15 --------------------------------------------------------------------
+
+psql_run() {
+	"$pg_bin/psql" -h "$work/pg-socket" -p 5432 -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+start_postgres() {
+	pg_data=$work/pg/data
+	mkdir -p "$work/pg" "$work/pg-socket"
+	chown postgres:postgres "$work/pg" "$work/pg-socket"
+	runuser -u postgres -- "$pg_bin/initdb" -D "$pg_data" -U postgres --auth=trust -E UTF8 \
+		--no-instructions >"$work/initdb.log" 2>&1 || fail "initdb failed: $(tail -n 5 "$work/initdb.log")"
+	# No TCP listener at all: clients reach the server through the socket directory.
+	runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_data" -l "$work/pg/postgres.log" -w -t 60 \
+		-o "-c listen_addresses='' -c unix_socket_directories='$work/pg-socket' -c port=5432 -c fsync=on -c synchronous_commit=on -c max_connections=100" \
+		start >/dev/null || fail "PostgreSQL did not start: $(tail -n 5 "$work/pg/postgres.log")"
+	psql_run -f "$root/bench/pg_schema.sql"
+	meta pg_version "$(psql_run -c 'SHOW server_version')"
+	meta pg_shared_buffers "$(psql_run -c 'SHOW shared_buffers')"
+	meta pg_settings "fsync=$(psql_run -c 'SHOW fsync'), synchronous_commit=$(psql_run -c 'SHOW synchronous_commit'), wal_sync_method=$(psql_run -c 'SHOW wal_sync_method')"
+}
+
+# One 104-byte signature record (agent id, signature, u64 timestamp) as a bytea literal,
+# the size of one StemeDB signature. PostgreSQL stores it and never verifies it.
+signature_literal() {
+	printf "'\\\\x%s'::bytea" "$(head -c 104 /dev/urandom | od -An -tx1 -v | tr -d ' \n')"
+}
+
+write_pg_scripts() {
+	local signature k
+	signature=$(signature_literal)
+	cat >"$work/pg-single.sql" <<-EOF
+		\\set n random(1, 1000000000000)
+		\\set tier random(0, 5)
+		\\set confidence random(300000, 1000000)
+		INSERT INTO assertions VALUES (sha256(('single-' || :client_id || '-' || :n)::bytea), 'bench/pg-single/' || :client_id || '/' || :n, 'bench_value', '{"type": "text", "value": "value-3"}', :confidence / 1000000.0, :tier, 0, 1760000000, $signature) ON CONFLICT (hash) DO NOTHING;
+	EOF
+	# One statement inserts batch_size rows. The rows travel as literals, signatures
+	# included, and the per-transaction variables appear only once, because pgbench
+	# limits the number of variables in a prepared statement.
+	{
+		echo '\set n random(1, 1000000000000)'
+		echo 'INSERT INTO assertions SELECT sha256((:client_id || '"'"'-'"'"' || :n || '"'"'-'"'"' || k)::bytea),'
+		echo "  'bench/pg-batch/' || :client_id || '/' || :n || '/' || k, 'bench_value',"
+		echo '  jsonb_build_object('"'"'type'"'"', '"'"'text'"'"', '"'"'value'"'"', value), confidence, tier, 0, ts, signature'
+		echo 'FROM (VALUES'
+		for k in $(seq 0 $((batch_size - 1))); do
+			printf "(%d, 'value-%d', 0.%03d, %d, %d, %s)" \
+				"$k" $((k % 7)) $((300 + k * 7 % 700)) $((k % 6)) $((1760000000 + k)) "$signature"
+			[ "$k" -lt $((batch_size - 1)) ] && echo ","
+		done
+		echo ') AS batch(k, value, confidence, tier, ts, signature)'
+		echo 'ON CONFLICT (hash) DO NOTHING;'
+	} >"$work/pg-batch.sql"
+	cat >"$work/pg-query.sql" <<-EOF
+		\\set s random(0, $((subjects - 1)))
+		SELECT hash, object, confidence, source_class, signatures FROM assertions WHERE subject = 'bench/q/' || :s AND predicate = 'bench_claim' ORDER BY source_class, confidence DESC LIMIT 1;
+	EOF
+}
+
+# run_pgbench NAME RUN CLIENTS DURATION SCRIPT ROWS_PER_TRANSACTION
+run_pgbench() {
+	local name=$1 run=$2 nclients=$3 duration=$4 script=$5 rows=$6 out tps logs
+	logs=$work/pglog-$name-$run
+	rm -rf "$logs" && mkdir -p "$logs"
+	out=$("$pg_bin/pgbench" -h "$work/pg-socket" -p 5432 -U postgres -n -M prepared -c "$nclients" \
+		-j 2 -T "$duration" -f "$script" -l --log-prefix="$logs/tx" postgres 2>&1) ||
+		fail "pgbench $name run $run failed: $(tail -n 5 <<<"$out")"
+	grep -q 'number of failed transactions: 0' <<<"$out" ||
+		fail "pgbench $name run $run had failed transactions: $(grep 'failed' <<<"$out")"
+	tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
+	[ -n "$tps" ] || fail "pgbench $name run $run printed no tps line: $(tail -n 5 <<<"$out")"
+	if [ "$run" = warmup ]; then
+		rm -rf "$logs"
+		return 0
+	fi
+	local latency
+	latency=$("$python" "$root/bench/report.py" pgbench-latency "$logs"/tx*)
+	rm -rf "$logs"
+	log "$name run $run: tps=$tps rows_per_sec=$(calc "$tps * $rows") $latency"
+	record "${name}_rate" "$run" "$(calc "$tps * $rows")"
+	record "${name}_p50_ms" "$run" "$(field p50_ms "$latency")"
+	record "${name}_p99_ms" "$run" "$(field p99_ms "$latency")"
+}
+
+bench_pg_writes() {
+	local run
+	for run in $(seq 1 "$runs"); do
+		run_pgbench pg_single "$run" "$clients" "$seconds" "$work/pg-single.sql" 1
+	done
+	for run in $(seq 1 "$runs"); do
+		run_pgbench pg_batch "$run" "$batch_clients" "$seconds" "$work/pg-batch.sql" "$batch_size"
+	done
+}
+
+# Loads the very rows the StemeDB preload wrote, then vacuums and analyzes as an
+# operator would after a bulk load.
+bench_pg_load() {
+	local begin rows
+	begin=$(date +%s.%N)
+	psql_run -c "\\copy assertions FROM '$work/preload.copy'" || fail "COPY of the preloaded rows failed"
+	psql_run -c 'VACUUM ANALYZE assertions'
+	record pg_copy_seconds 1 "$(calc "$(date +%s.%N) - $begin")"
+	rows=$(psql_run -c "SELECT count(*) FROM assertions WHERE subject LIKE 'bench/q/%'")
+	[ "$rows" -eq $((subjects * per_subject)) ] ||
+		fail "PostgreSQL holds $rows preloaded rows, expected $((subjects * per_subject))"
+	meta pg_rows "$(psql_run -c 'SELECT count(*) FROM assertions')"
+}
+
+bench_pg_queries() {
+	local run
+	run_pgbench pg_query warmup "$clients" 3 "$work/pg-query.sql" 1
+	for run in $(seq 1 "$runs"); do
+		run_pgbench pg_query "$run" "$clients" "$seconds" "$work/pg-query.sql" 1
+	done
+}
+
+# ---- Machine description and the page ----------------------------------------------------
+
+describe_machine() {
+	local source device
+	meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	meta command "${BENCH_COMMAND:-make bench}"
+	meta commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	meta cores "$(nproc)"
+	meta cpu_model "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+	meta memory "$(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
+	meta kernel "$(uname -r)"
+	source=$(findmnt -n -o SOURCE -T "$work")
+	device=$(basename "$source")
+	meta disk "$source ($(findmnt -n -o FSTYPE -T "$work"), $(findmnt -n -o OPTIONS -T "$work" | cut -d, -f1-3), rotational=$(cat "/sys/block/$device/queue/rotational" 2>/dev/null || echo unknown))"
+	meta data_dir_parent "${BENCH_DIR:-/tmp}"
+	meta libsodium "$(pkg-config --modversion libsodium 2>/dev/null || echo unknown)"
+	meta wrk "$(dpkg-query -W -f='${Version}' wrk 2>/dev/null)"
+	meta runs "$runs"
+	meta subjects "$subjects"
+	meta per_subject "$per_subject"
+	meta single_count "$single_count"
+	meta batch_count "$batch_count"
+	meta batch_size "$batch_size"
+	meta batch_clients "$batch_clients"
+	meta clients "$clients"
+	meta seconds "$seconds"
+}
+
+main() {
+	check_tools
+	work=$(mktemp -d "${BENCH_DIR:-/tmp}/stemedb-bench.XXXXXX")
+	chmod 755 "$work"
+	trap cleanup EXIT INT TERM
+	: >"$work/results.tsv"
+	: >"$work/meta.tsv"
+	describe_machine
+
+	log "physical limits"
+	bench_physical
+
+	start_stemedb
+	log "StemeDB writes ($runs runs each)"
+	bench_stemedb_writes
+	log "StemeDB preload of $((subjects * per_subject)) claims"
+	bench_stemedb_preload
+	log "StemeDB authority-lens queries"
+	bench_stemedb_queries
+	log "profiles"
+	profile_stemedb
+	stop_stemedb
+
+	start_postgres
+	write_pg_scripts
+	log "PostgreSQL writes"
+	bench_pg_writes
+	log "PostgreSQL load of the same $((subjects * per_subject)) rows"
+	bench_pg_load
+	log "PostgreSQL best-claim queries"
+	bench_pg_queries
+	stop_postgres
+
+	meta total_seconds $(($(date +%s) - started))
+	"$python" "$root/bench/report.py" render "$work" "$output"
+	log "wrote $output in $(($(date +%s) - started)) s"
+}
+
+# Sourcing this file (for example to test one function) defines everything and runs nothing.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	main
+fi
