@@ -657,8 +657,9 @@ static void conn_on_connected(struct driver *d, struct conn *c)
 
 	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &len);
 	if (error != 0) {
-		fprintf(stderr, "loadgen: connect(%s:%ld) failed: %s\n", d->opt->host, d->opt->port,
-		        strerror(error));
+		if (!d->failed)
+			fprintf(stderr, "loadgen: connect(%s:%ld) failed: %s\n", d->opt->host,
+			        d->opt->port, strerror(error));
 		d->failed = true;
 		conn_close(d, c);
 		return;
