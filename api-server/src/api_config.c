@@ -212,12 +212,9 @@ bool api_config_load(struct api_config *cfg, int argc, char **argv, bool *help_r
 	if (!config_load(options, count, argc, argv, help_requested, err, err_size))
 		return false;
 
-	if (*help_requested) {
-		config_print_usage(stdout, "stemedb-api",
-		                   "StemeDB API server: signed assertions over HTTP/JSON", options,
-		                   count);
+	/* config_load has printed the usage already. */
+	if (*help_requested)
 		return true;
-	}
 	return api_config_resolve(cfg, err, err_size);
 }
 

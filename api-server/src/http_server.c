@@ -234,6 +234,25 @@ static void http_worker_track(struct http_worker *w, struct evhttp_connection *c
 		http_worker_set_paused(w, true);
 }
 
+static enum http_method method_of(struct evhttp_request *req);
+
+/* Names every method that evhttp lets through, for messages. */
+static const char *method_text(struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	default:
+		return method_names[method_of(req)];
+	}
+}
+
 static enum http_method method_of(struct evhttp_request *req)
 {
 	switch (evhttp_request_get_command(req)) {
@@ -277,7 +296,7 @@ static void http_dispatch(struct http_call *call)
 		evhttp_add_header(evhttp_request_get_output_headers(call->req), "Allow",
 		                  route->method == HTTP_METHOD_GET ? "GET, HEAD" : "POST");
 		http_reply_error(call, 405, "method_not_allowed", NULL,
-		                 "%s is not allowed on %s; use %s.", method_names[call->method],
+		                 "%s is not allowed on %s; use %s.", call->method_name,
 		                 route->label, method_names[route->method]);
 		return;
 	}
@@ -300,6 +319,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	call->state = w->server->state;
 	call->started_ns = http_now_ns();
 	call->method = method_of(req);
+	call->method_name = method_text(req);
 	call->shutting_down = w->stopping;
 	call->path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	call->query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;

@@ -36,12 +36,13 @@ struct http_call {
 	struct evhttp_request *req;
 	struct http_worker *worker;
 	struct api_state *state;
-	int route;           /* index into the route table, for metrics */
-	int method;          /* enum http_method */
-	uint64_t started_ns; /* CLOCK_MONOTONIC when dispatched */
-	const char *path;    /* raw request path, percent-encoded */
-	const char *query;   /* raw query string or NULL */
-	bool shutting_down;  /* the worker takes no new writes: stop has begun */
+	int route;               /* index into the route table, for metrics */
+	int method;              /* enum http_method */
+	const char *method_name; /* as sent, for messages: "PUT" where method is OTHER */
+	uint64_t started_ns;     /* CLOCK_MONOTONIC when dispatched */
+	const char *path;        /* raw request path, percent-encoded */
+	const char *query;       /* raw query string or NULL */
+	bool shutting_down;      /* the worker takes no new writes: stop has begun */
 
 	/* Set by a handler that waits for the commit pipeline: called on the worker
 	 * thread once the writer has completed every request of this call. */

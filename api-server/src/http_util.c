@@ -56,9 +56,6 @@ void http_metrics_register(void)
 
 	http_metrics.assertions =
 	        metrics_gauge("stemedb_assertions_total", "Assertions stored on this node");
-	http_metrics.ingested =
-	        metrics_counter("stemedb_assertions_ingested_total",
-	                        "Assertions created through the HTTP API since start-up");
 	http_metrics.connections =
 	        metrics_gauge("stemedb_http_connections", "Open HTTP client connections");
 }
@@ -125,7 +122,6 @@ void http_count_rejection(const char *code)
 static void http_log_error(const struct http_call *call, int status, const char *code,
                            const char *field, const char *message)
 {
-	static const char *const method_names[] = {"GET", "POST", "HEAD", "OTHER"};
 	uint64_t now = (uint64_t)time(NULL);
 	uint64_t window = atomic_load_explicit(&error_log_second, memory_order_relaxed);
 	uint64_t suppressed = 0;
@@ -140,7 +136,7 @@ static void http_log_error(const struct http_call *call, int status, const char 
 	}
 
 	log_message(status >= 500 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "%s %s -> %d %s%s%s: %s%s",
-	            method_names[call->method], call->path, status, code,
+	            call->method_name, call->path, status, code,
 	            field != NULL && field[0] ? " at " : "", field != NULL ? field : "", message,
 	            suppressed > 0 ? " (earlier client errors not logged)" : "");
 }

@@ -24,7 +24,6 @@ struct http_metrics {
 	struct histogram *latency_query;
 	struct histogram *latency_skeptic;
 	struct metric *assertions;  /* stemedb_assertions_total, refreshed at render */
-	struct metric *ingested;    /* stemedb_assertions_ingested_total */
 	struct metric *connections; /* stemedb_http_connections */
 };
 

@@ -131,7 +131,6 @@ static void http_finish_assert(struct http_call *call)
 	hex_encode(w->request.hash, STEMEDB_HASH_LEN, hash_hex);
 	switch (w->request.status) {
 	case COMMIT_CREATED:
-		metric_inc(http_metrics.ingested);
 		http_reply_json(call, 201,
 		                json_pack("{s:s, s:s}", "hash", hash_hex, "status", "created"));
 		break;
@@ -223,7 +222,6 @@ static json_t *batch_item_result(struct http_call *call, struct batch_item *item
 	hex_encode(item->request.hash, STEMEDB_HASH_LEN, hash_hex);
 	if (item->submitted && item->request.status == COMMIT_CREATED) {
 		counts[0]++;
-		metric_inc(http_metrics.ingested);
 		return json_pack("{s:I, s:s, s:s}", "index", (json_int_t)index, "status", "created",
 		                 "hash", hash_hex);
 	}
