@@ -37,10 +37,15 @@ struct commit_request {
 
 struct commit_options {
 	const char *wal_dir;
-	uint64_t segment_bytes;  /* WAL segment size before rotation */
+	uint64_t segment_bytes; /* WAL segment size before rotation */
 	enum durability durability;
 	uint64_t sync_interval_ms; /* eventual mode: background sync period */
-	uint8_t node_id[16];     /* HLC node id */
+	uint8_t node_id[16];       /* HLC node id */
+	/* Optional: holds back the deletion of applied, sealed WAL segments until it returns
+	 * true (a WAL archiver ships them first). NULL lets every applied segment go. */
+	bool (*segment_retention)(void *ctx, const char *path, uint64_t base_offset,
+	                          uint64_t end_offset);
+	void *segment_retention_ctx;
 };
 
 struct commit_pipeline;
@@ -49,7 +54,7 @@ struct commit_pipeline;
  * starts the writer thread. Returns NULL with a message in err when the WAL is
  * corrupt or cannot be opened; the message names the file and offset. */
 struct commit_pipeline *commit_start(const struct commit_options *options, struct store *store,
-				     char *err, size_t err_size);
+                                     char *err, size_t err_size);
 
 /* Queues requests (linked through ->next). Never blocks on I/O. After a fatal WAL
  * error every request completes at once with COMMIT_FAILED. */
@@ -66,6 +71,9 @@ struct commit_stats {
 	uint64_t wal_segments;
 	uint64_t records_replayed; /* at start-up */
 	double recovery_seconds;
+	uint64_t wal_syncs;       /* fdatasync calls on WAL segments since start */
+	uint64_t groups;          /* groups of requests the writer has processed */
+	uint64_t records_written; /* WAL records appended since start */
 };
 void commit_get_stats(struct commit_pipeline *p, struct commit_stats *out);
 

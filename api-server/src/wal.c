@@ -220,7 +220,7 @@ static enum wal_result list_segments(const char *dir, uint64_t **bases, size_t *
 	while ((entry = readdir(d)) != NULL) {
 		uint64_t base;
 
-		if (!parse_segment_name(entry->d_name, &base)) {
+		if (entry->d_type == DT_DIR || !parse_segment_name(entry->d_name, &base)) {
 			continue;
 		}
 		if (n == cap) {
@@ -443,7 +443,6 @@ static enum wal_result report_corrupt(char *err, size_t err_size, const char *pa
 	        "WAL segment %s is corrupt at byte offset %" PRIu64 " (%s); the log cannot be "
 	        "repaired automatically, so %s",
 	        path, position, what, WAL_RESTORE_HINT);
-	log_error("%s", err);
 	return WAL_CORRUPT;
 }
 
@@ -579,7 +578,6 @@ static enum wal_result check_contiguous(struct wal *w, uint64_t base, char *err,
 	        "WAL segment %s is missing: the previous segment ends at offset %" PRIu64
 	        " but the next one starts at %" PRIu64 ", so %s",
 	        path, expected, base, WAL_RESTORE_HINT);
-	log_error("%s", err);
 	return WAL_CORRUPT;
 }
 
@@ -1055,4 +1053,35 @@ enum wal_result wal_delete_applied(struct wal *w, uint64_t applied_offset, size_
 		*removed = n;
 	}
 	return rc;
+}
+
+enum wal_result wal_restart_at(struct wal *w, uint64_t base_offset)
+{
+	if (w->failed) {
+		return WAL_FAILED;
+	}
+	if (base_offset < w->stats.end_offset) {
+		return WAL_INVALID;
+	}
+
+	for (size_t i = 0; i < w->segment_count; i++) {
+		char path[PATH_MAX];
+
+		segment_path(w, w->segments[i].base, path, sizeof(path));
+		if (unlink(path) != 0) {
+			log_error("unlink() of WAL segment %s failed: %s", path, strerror(errno));
+			w->failed = true;
+			return WAL_IO_ERROR;
+		}
+		log_warn("removed WAL segment %s because the store has applied every record in it",
+		         path);
+	}
+	w->segment_count = 0;
+
+	if (create_segment(w, base_offset) != WAL_OK) {
+		return WAL_IO_ERROR;
+	}
+	refresh_offsets(w);
+	w->stats.last_record_offset = base_offset;
+	return WAL_OK;
 }

@@ -53,7 +53,7 @@ struct wal;
 
 /* Opens dir (creating it when missing), checks every segment and truncates a torn tail
  * of the last one. Returns WAL_CORRUPT with a message naming the file and byte offset
- * when a record that recovery may not drop is damaged. */
+ * when a record that recovery may not drop is damaged. The caller logs the message. */
 enum wal_result wal_open(const struct wal_options *options, struct wal **out, char *err,
                          size_t err_size);
 
@@ -95,5 +95,11 @@ void wal_set_retention(struct wal *w, wal_retention_fn fn, void *ctx);
  * which the retention hook releases; stops at the first one that must stay. The active
  * segment is never removed. *removed receives the count (may be NULL). */
 enum wal_result wal_delete_applied(struct wal *w, uint64_t applied_offset, size_t *removed);
+
+/* Removes every segment and starts an empty one at base_offset, which must not be below
+ * the end offset. The pipeline calls it when the store has applied records past the end
+ * of the log, which eventual durability allows after a power loss, so that no offset is
+ * ever given to two different records. */
+enum wal_result wal_restart_at(struct wal *w, uint64_t base_offset);
 
 #endif
