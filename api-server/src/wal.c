@@ -234,7 +234,9 @@ static enum wal_result list_segments(const char *dir, uint64_t **bases, size_t *
 	}
 	closedir(d);
 
-	qsort(list, n, sizeof(*list), compare_u64);
+	if (n > 1) {
+		qsort(list, n, sizeof(*list), compare_u64);
+	}
 	*bases = list;
 	*count = n;
 	return WAL_OK;
