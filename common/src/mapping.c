@@ -344,14 +344,18 @@ static enum mapping_result boolean_value(const struct mapping_predicate *p, cons
 {
 	const char *s = json_string_value(node);
 
+	json_int_t n = json_integer_value(node);
+
 	if (json_is_boolean(node))
 		out->boolean = json_is_true(node);
-	else if (s != NULL && strcasecmp(s, "true") == 0)
+	else if (json_is_integer(node) && (n == 0 || n == 1))
+		out->boolean = n == 1;
+	else if (s != NULL && (strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0))
 		out->boolean = true;
-	else if (s != NULL && strcasecmp(s, "false") == 0)
+	else if (s != NULL && (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0))
 		out->boolean = false;
 	else {
-		snprintf(err, err_size, "field \"%s\" is not a boolean; use true or false",
+		snprintf(err, err_size, "field \"%s\" is not a boolean; use true, false, 1 or 0",
 		         p->field);
 		return MAPPING_INVALID;
 	}
@@ -370,6 +374,11 @@ enum mapping_result mapping_value(const struct mapping *m, const struct mapping_
 		snprintf(err, err_size, "field \"%s\" is missing or empty", p->field);
 		return MAPPING_SKIPPED;
 	}
+	/* A measurement may be written as a one-element list, [272], in the same sense as
+	 * the string "[272]": the mass number of the most stable isotope. */
+	if (p->measurement && json_is_array(node) && json_array_size(node) == 1 &&
+	    json_is_number(json_array_get(node, 0)))
+		node = json_array_get(node, 0);
 	if (json_is_array(node)) {
 		snprintf(err, err_size,
 		         "field \"%s\" is a list; add [0] to the path to take its first element",

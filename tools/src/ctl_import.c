@@ -101,8 +101,10 @@ struct import_run {
 	size_t existing;
 	size_t rejected;
 	size_t skipped;
-	json_t *skips;      /* predicate -> count */
-	json_t *rejections; /* code -> {"count", "examples": [...]} */
+	size_t without_subject;
+	json_t *subject_examples; /* first reasons why a record had no subject */
+	json_t *skips;            /* predicate -> count */
+	json_t *rejections;       /* code -> {"count", "examples": [...]} */
 };
 
 static bool apply_import_option(struct import_args *args, int opt)
@@ -458,6 +460,12 @@ static int map_record(struct import_run *run, size_t index, const json_t *record
 	int status = CTL_EXIT_OK;
 
 	result = mapping_subject(&run->mapping, record, &subject, reason, sizeof(reason));
+	if (result == MAPPING_SKIPPED) {
+		run->without_subject++;
+		if (json_array_size(run->subject_examples) < IMPORT_EXAMPLES_PER_CODE)
+			json_array_append_new(run->subject_examples,
+			                      json_sprintf("record %zu: %s", index, reason));
+	}
 	if (result != MAPPING_OK) {
 		/* Without a subject none of the record's predicates can be written. */
 		for (size_t i = 0; i < run->mapping.predicate_count; i++) {
@@ -516,7 +524,17 @@ static void print_summary(const struct import_run *run)
 	       json_array_size(run->records), run->built);
 	printf("created %zu, existing %zu, rejected %zu, skipped %zu\n", run->created,
 	       run->existing, run->rejected, run->skipped);
-	print_counts("skipped (field missing or empty) by predicate", run->skips);
+	print_counts("skipped (field missing or empty, or no subject) by predicate", run->skips);
+	if (run->without_subject > 0) {
+		size_t i;
+		json_t *example;
+
+		printf("records without a subject: %zu\n", run->without_subject);
+		json_array_foreach(run->subject_examples, i, example)
+		{
+			printf("  %s\n", json_string_value(example));
+		}
+	}
 	json_object_foreach(run->rejections, code, entry)
 	{
 		size_t i;
@@ -582,6 +600,7 @@ int ctl_cmd_import(struct ctl_http *http, int argc, char **argv)
 	run.batch = json_array();
 	run.origins = calloc(args.batch_size, sizeof(*run.origins));
 	run.skips = json_object();
+	run.subject_examples = json_array();
 	run.rejections = json_object();
 	if (run.origins == NULL)
 		abort();
@@ -599,6 +618,7 @@ done:
 	free(run.origins);
 	json_decref(run.records);
 	json_decref(run.skips);
+	json_decref(run.subject_examples);
 	json_decref(run.rejections);
 	mapping_free(&run.mapping);
 	ctl_key_wipe(&run.key);

@@ -18,6 +18,8 @@ static const char query_help[] =
         "  --lens L          recency (default), confidence, consensus or authority\n"
         "  --as-of UNIX      only claims with timestamp <= UNIX (Unix seconds)\n"
         "  --tolerance T     relative tolerance from 0 to 1 for grouping equal numbers\n"
+        "  --decay BOOL      true (default) weighs old claims down by their source class's\n"
+        "                    half-life; false weighs every claim at its stated confidence\n"
         "  --json            print the server's JSON response\n";
 
 static const char skeptic_help[] =
@@ -31,6 +33,8 @@ static const char skeptic_help[] =
         "  --names DIR       show agents by the names of the *.key files in DIR\n"
         "  --as-of UNIX      only claims with timestamp <= UNIX (Unix seconds)\n"
         "  --tolerance T     relative tolerance from 0 to 1 for grouping equal numbers\n"
+        "  --decay BOOL      true (default) weighs old claims down by their source class's\n"
+        "                    half-life; false weighs every claim at its stated confidence\n"
         "  --json            print the server's JSON response\n";
 
 static const char health_help[] =
@@ -46,6 +50,7 @@ enum read_option {
 	OPT_AS_OF,
 	OPT_TOLERANCE,
 	OPT_NAMES,
+	OPT_DECAY,
 	OPT_JSON,
 	OPT_HELP,
 };
@@ -57,6 +62,7 @@ static const struct option read_options[] = {
         {"as-of", required_argument, NULL, OPT_AS_OF},
         {"tolerance", required_argument, NULL, OPT_TOLERANCE},
         {"names", required_argument, NULL, OPT_NAMES},
+        {"decay", required_argument, NULL, OPT_DECAY},
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -69,6 +75,7 @@ struct read_args {
 	const char *as_of;
 	const char *tolerance;
 	const char *names;
+	const char *decay;
 	bool json;
 	bool help;
 };
@@ -99,6 +106,12 @@ static bool check_values(const char *command, const struct read_args *args)
 		return false;
 	if (args->lens != NULL && !lens_valid(args->lens))
 		return false;
+	if (args->decay != NULL && strcmp(args->decay, "true") != 0 &&
+	    strcmp(args->decay, "false") != 0) {
+		ctl_error("%s: invalid --decay \"%s\": expected true or false", command,
+		          args->decay);
+		return false;
+	}
 	return ctl_require(command, "--subject S", args->subject) &&
 	       ctl_require(command, "--predicate P", args->predicate);
 }
@@ -125,6 +138,7 @@ static bool parse_read_args(const char *command, int argc, char **argv, unsigned
 		args->as_of = opt == OPT_AS_OF ? optarg : args->as_of;
 		args->tolerance = opt == OPT_TOLERANCE ? optarg : args->tolerance;
 		args->names = opt == OPT_NAMES ? optarg : args->names;
+		args->decay = opt == OPT_DECAY ? optarg : args->decay;
 		args->json = args->json || opt == OPT_JSON;
 		args->help = args->help || opt == OPT_HELP;
 	}
@@ -149,6 +163,8 @@ static char *build_query(struct ctl_http *http, const struct read_args *args)
 		ctl_http_query_add(http, &query, "as_of", args->as_of);
 	if (args->tolerance != NULL)
 		ctl_http_query_add(http, &query, "tolerance", args->tolerance);
+	if (args->decay != NULL)
+		ctl_http_query_add(http, &query, "decay", args->decay);
 	return query;
 }
 
@@ -169,7 +185,7 @@ static void print_candidate(const json_t *c, const char *winner_hash)
 	char value[64];
 
 	ctl_format_value(json_object_get(c, "object"), value, sizeof(value));
-	printf("%s %-28s %6.3f %9.3f %7.3f  %-13s %-12s %-11" JSON_INTEGER_FORMAT " %-6zu %.16s\n",
+	printf("%s %-28s %6.3f %9.3f %10.4g  %-13s %-12s %-11" JSON_INTEGER_FORMAT " %-6zu %.16s\n",
 	       winner_hash != NULL && hash != NULL && strcmp(hash, winner_hash) == 0 ? "*" : " ",
 	       value, json_number_value(json_object_get(c, "confidence")),
 	       json_number_value(json_object_get(c, "effective_confidence")),
@@ -204,7 +220,7 @@ static void print_query(const json_t *body)
 	if (json_array_size(candidates) == 0)
 		return;
 
-	printf("\n  %-28s %6s %9s %7s  %-13s %-12s %-11s %-6s %s\n", "VALUE", "CONF", "EFFECTIVE",
+	printf("\n  %-28s %6s %9s %10s  %-13s %-12s %-11s %-6s %s\n", "VALUE", "CONF", "EFFECTIVE",
 	       "SCORE", "CLASS", "LIFECYCLE", "TIMESTAMP", "AGENTS", "HASH");
 	json_array_foreach(candidates, i, c)
 	{
@@ -217,7 +233,7 @@ static void print_query(const json_t *body)
 int ctl_cmd_query(struct ctl_http *http, int argc, char **argv)
 {
 	unsigned allowed = 1u << OPT_SUBJECT | 1u << OPT_PREDICATE | 1u << OPT_LENS |
-	                   1u << OPT_AS_OF | 1u << OPT_TOLERANCE | 1u << OPT_JSON;
+	                   1u << OPT_AS_OF | 1u << OPT_TOLERANCE | 1u << OPT_DECAY | 1u << OPT_JSON;
 	struct read_args args;
 	struct ctl_response resp;
 	char *query;
@@ -303,7 +319,7 @@ static void print_skeptic(const json_t *body, const json_t *names)
 int ctl_cmd_skeptic(struct ctl_http *http, int argc, char **argv)
 {
 	unsigned allowed = 1u << OPT_SUBJECT | 1u << OPT_PREDICATE | 1u << OPT_AS_OF |
-	                   1u << OPT_TOLERANCE | 1u << OPT_NAMES | 1u << OPT_JSON;
+	                   1u << OPT_TOLERANCE | 1u << OPT_NAMES | 1u << OPT_DECAY | 1u << OPT_JSON;
 	struct read_args args;
 	struct ctl_response resp = {0};
 	json_t *names = NULL;

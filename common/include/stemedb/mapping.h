@@ -28,7 +28,7 @@ struct mapping_predicate {
 	enum object_type type;
 	double confidence;
 	unsigned transforms;
-	bool measurement;        /* number_format "measurement": "1.00794(4)", "[209]" */
+	bool measurement;        /* number_format "measurement": "1.00794(4)", "[209]", [209] */
 	const json_t *value_map; /* text replacements, borrowed from the mapping document */
 };
 
