@@ -15,8 +15,8 @@ _Static_assert(SIG_MESSAGE_LEN == 60, "the signed message is 60 bytes");
 
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 
-/* sodium_init fails only when the system cannot provide randomness, which signing
- * and verification also depend on, so the process cannot go on. */
+/* sodium_init returns -1 when libsodium cannot initialize. Hashing, signing and
+ * verification all need it, so the process stops. */
 static void sodium_setup(void)
 {
 	if (sodium_init() < 0) {

@@ -1,5 +1,5 @@
 /* Logging to journald or to stderr. systemd sets JOURNAL_STREAM to "<device>:<inode>"
- * of the stream it connected to stderr; when fd 2 still is that stream, messages go to
+ * of the stream it connected to stderr. When fd 2 is still that stream, messages go to
  * the journal with structured fields instead of as plain lines. */
 #include "stemedb/log.h"
 

@@ -28,7 +28,7 @@ struct metric {
 struct histogram {
 	const double *bounds;
 	size_t bound_count;
-	_Atomic uint64_t *bucket_counts; /* per bucket, not cumulative; last is +Inf */
+	_Atomic uint64_t *bucket_counts; /* per bucket, not cumulative, with +Inf last */
 	_Atomic uint64_t sum_bits;
 };
 
@@ -95,7 +95,7 @@ static char *checked_strdup(const char *s)
 	return copy;
 }
 
-/* Checks [a-zA-Z_:][a-zA-Z0-9_:]* for metric names; label names must not contain ':'. */
+/* Checks [a-zA-Z_:][a-zA-Z0-9_:]* for metric names. Label names may not contain ':'. */
 static bool valid_name(const char *name, bool allow_colon)
 {
 	if (name == NULL || name[0] == '\0' || (name[0] >= '0' && name[0] <= '9'))
@@ -343,7 +343,7 @@ void histogram_observe(struct histogram *h, double value)
 	if (isnan(value))
 		return;
 
-	/* Binary search for the first bound >= value; bound_count means +Inf. */
+	/* Binary search for the first bound >= value. Index bound_count is +Inf. */
 	while (low < high) {
 		size_t mid = low + (high - low) / 2;
 		if (h->bounds[mid] >= value)

@@ -125,7 +125,11 @@ def canonical_bytes(fields):
     predicate = _utf8(fields["predicate"], "predicate", PREDICATE_MAX, 1)
     parent = fields.get("parent_hash")
     epoch = fields.get("epoch")
-    flags = (FLAG_PARENT if parent is not None else 0) | (FLAG_EPOCH if epoch is not None else 0)
+    flags = 0
+    if parent is not None:
+        flags |= FLAG_PARENT
+    if epoch is not None:
+        flags |= FLAG_EPOCH
     timestamp = fields["timestamp"]
     if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 <= timestamp < 2**64:
         raise ValueError(f"timestamp {timestamp!r} must be an integer of Unix seconds")
