@@ -24,6 +24,21 @@ static atomic_uint_fast64_t error_log_second;
 static atomic_uint_fast64_t error_log_count;
 static atomic_uint_fast64_t error_log_suppressed;
 
+/* Every error code the API sends. */
+static const char *const rejection_codes[] = {
+        "invalid_json",       "invalid_field",     "missing_field",     "unknown_field",
+        "invalid_parameter",  "missing_parameter", "unknown_parameter", "not_found",
+        "method_not_allowed", "payload_too_large", "batch_too_large",   "unsupported_media_type",
+        "out_of_range",       "invalid_signature", "duplicate_signer",  "unavailable",
+        "internal_error"};
+
+static void http_count_rejection_by(const char *code, double delta)
+{
+	const char *values[] = {code};
+
+	metric_add(metrics_family_child(http_metrics.rejected, values), delta);
+}
+
 void http_metrics_register(void)
 {
 	static const char *const request_labels[] = {"method", "path", "status", NULL};
@@ -43,6 +58,11 @@ void http_metrics_register(void)
 	http_metrics.rejected =
 	        metrics_counter_family("stemedb_requests_rejected_total",
 	                               "Requests rejected, by error code", reason_labels);
+
+	/* Children for every code, so that each series exists from start-up at zero
+	 * and rate() works from the first scrape. */
+	for (size_t i = 0; i < sizeof(rejection_codes) / sizeof(rejection_codes[0]); i++)
+		http_count_rejection_by(rejection_codes[i], 0);
 
 	queries = metrics_counter_family("stemedb_queries_total", "Read queries by endpoint",
 	                                 endpoint_labels);
@@ -112,9 +132,7 @@ json_t *http_error_object(const char *code, const char *field, const char *messa
 
 void http_count_rejection(const char *code)
 {
-	const char *values[] = {code};
-
-	metric_inc(metrics_family_child(http_metrics.rejected, values));
+	http_count_rejection_by(code, 1);
 }
 
 /* Logs a rejected request unless this second's quota of client-error logs is used;

@@ -4,6 +4,8 @@ The node listens on a free loopback port and keeps its data in a directory the
 test owns, so a restart on the same directory exercises WAL replay and RocksDB.
 """
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -134,3 +136,19 @@ class Node:
     def request(self, method, path, **kw):
         kw.setdefault("timeout", 30)
         return self.session.request(method, self.url(path), **kw)
+
+    def raw_request(self, method, path, body=None, headers=None):
+        """Send exactly this path and body (no client-side quoting); return
+        (status, headers, parsed JSON or None)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        try:
+            parsed = json.loads(data) if data else None
+        except ValueError:
+            parsed = None
+        return response.status, dict(response.getheaders()), parsed

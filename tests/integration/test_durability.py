@@ -1,0 +1,82 @@
+"""Durability: restarts, crashes and the eventual durability mode."""
+
+from claims import expected_hash, signed, text
+
+
+def write_claims(node, subject, count):
+    hashes = []
+    for i in range(count):
+        response = node.post("/v1/assert", json=signed(1, subject, f"p{i % 3}", text(f"v{i}")))
+        assert response.status_code == 201, response.text
+        hashes.append(response.json()["hash"])
+    return hashes
+
+
+def assert_all_readable(node, hashes):
+    for digest in hashes:
+        response = node.get(f"/v1/assertions/{digest}")
+        assert response.status_code == 200, f"{digest}: {response.status_code} {response.text}"
+
+
+def test_restart_keeps_everything(fresh_node, subject):
+    fresh_node.start()
+    hashes = write_claims(fresh_node, subject, 20)
+    batch = [signed(2, subject, "batch", text(f"b{i}")) for i in range(30)]
+    assert fresh_node.post("/v1/assert/batch", json={"assertions": batch}).json()["created"] == 30
+    hashes += [expected_hash(item) for item in batch]
+    node_id = fresh_node.get("/v1/health").json()["node_id"]
+
+    code = fresh_node.stop()
+    fresh_node.start()
+
+    assert code == 0, f"exit code {code}; log:\n{fresh_node.log()}"
+    assert_all_readable(fresh_node, hashes)
+    assert fresh_node.get("/v1/health").json()["assertions_count"] == 50
+    assert fresh_node.get("/v1/health").json()["node_id"] == node_id
+    query = fresh_node.get("/v1/query", params={"subject": subject, "predicate": "batch"})
+    assert query.json()["candidate_count"] == 30, query.text
+
+
+def test_acknowledged_writes_survive_kill(fresh_node, subject):
+    fresh_node.start()
+    hashes = write_claims(fresh_node, subject, 20)
+
+    fresh_node.kill()
+    fresh_node.start()
+
+    assert_all_readable(fresh_node, hashes)
+    again = fresh_node.post("/v1/assert", json=signed(1, subject, "p0", text("v0")))
+    assert again.status_code == 200 and again.json()["status"] == "exists", again.text
+
+
+def test_eventual_mode(fresh_node, subject):
+    fresh_node.extra_env.update({"STEMEDB_DURABILITY": "eventual",
+                                 "STEMEDB_WAL_SYNC_INTERVAL_MS": "20"})
+    fresh_node.start()
+
+    health = fresh_node.get("/v1/health").json()
+    hashes = write_claims(fresh_node, subject, 10)
+    fresh_node.kill()
+    fresh_node.start()
+
+    assert health["durability"] == "eventual", health
+    assert_all_readable(fresh_node, hashes)
+
+
+def test_configured_node_id(fresh_node):
+    node_id = "0f8e3c2a-6d1b-4e5f-9a7c-2b4d6e8f0a1c"
+    fresh_node.extra_env["STEMEDB_NODE_ID"] = node_id
+    fresh_node.start()
+
+    assert fresh_node.get("/v1/health").json()["node_id"] == node_id
+
+
+def test_invalid_configuration_exits(fresh_node):
+    fresh_node.extra_env["STEMEDB_MAX_CONNECTIONS"] = "0"
+    fresh_node.start(wait_ready=False)
+
+    code = fresh_node.process.wait(10)
+    fresh_node.process = None
+
+    assert code == 2, f"exit code {code}"
+    assert "STEMEDB_MAX_CONNECTIONS" in fresh_node.log(), fresh_node.log()
