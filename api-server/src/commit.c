@@ -477,7 +477,16 @@ static size_t classify_group(struct commit_pipeline *p, struct commit_request *h
 		n->req = r;
 		next_hlc(p, &n->hlc);
 		n->envelope_offset = p->envelopes.len;
-		assertion_encode_envelope(&r->assertion, &n->hlc, &p->envelopes);
+		if (!assertion_encode_envelope(&r->assertion, &n->hlc, &p->envelopes)) {
+			/* Only an unvalidated field length can fail here; drop the partial bytes.
+			 */
+			log_error("encoding the envelope of a submitted assertion failed; it was "
+			          "not validated before submission");
+			p->envelopes.len = n->envelope_offset;
+			r->status = COMMIT_FAILED;
+			fresh--;
+			continue;
+		}
 		n->envelope_len = p->envelopes.len - n->envelope_offset;
 	}
 
@@ -576,6 +585,9 @@ static void after_rotation(struct commit_pipeline *p)
 	}
 	metric_add(metrics.rotations, (double)(stats.rotations - p->rotations_seen));
 	p->rotations_seen = stats.rotations;
+
+	/* NOTE: the flush runs on the writer thread, so writes wait for it once per sealed
+	 * segment (every 64 MiB of log by default). */
 	trim_wal(p);
 }
 

@@ -493,6 +493,68 @@ static void test_commit_rejects_corrupt_wal(void **state)
 	request_set_free(&set);
 }
 
+static void test_commit_cursor_past_wal_end(void **state)
+{
+	struct fixture *f = *state;
+	struct request_set set;
+	struct commit_stats stats;
+	struct commit_pipeline *p = start_pipeline(f, DURABILITY_EVENTUAL, 0);
+	char path[256];
+	uint64_t cursor = 0;
+
+	request_set_init(f, &set, 1100, 6);
+	submit_and_wait(p, &set, 0, 4);
+	commit_stop(p);
+
+	/* Lose the WAL tail after the store has the records, as a power loss can in
+	 * eventual mode: cut the segment inside its first record. */
+	store_close(f->store);
+	f->store = open_store(f->db_dir);
+	assert_int_equal(store_get_cursor(f->store, &cursor), STORE_OK);
+	snprintf(path, sizeof(path), "%s/%016x.wal", f->wal_dir, 0);
+	assert_int_equal(truncate(path, WAL_HEADER_SIZE + 40), 0);
+
+	p = start_pipeline(f, DURABILITY_IMMEDIATE, 0);
+	commit_get_stats(p, &stats);
+	assert_int_equal(stats.wal_end_offset, cursor);
+	assert_int_equal(stats.records_replayed, 0);
+	assert_int_equal(store_assertion_count(f->store), 4);
+
+	submit_and_wait(p, &set, 4, 2);
+	assert_int_equal(set.items[4].req.status, COMMIT_CREATED);
+	commit_stop(p);
+
+	p = start_pipeline(f, DURABILITY_IMMEDIATE, 0);
+	assert_int_equal(store_assertion_count(f->store), 6);
+	commit_stop(p);
+	request_set_free(&set);
+}
+
+static void test_commit_cursor_before_wal(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_options options = {.wal_dir = f->wal_dir, .segment_bytes = 1};
+	struct commit_pipeline *p = start_pipeline(f, DURABILITY_IMMEDIATE, 1);
+	struct request_set set;
+	struct commit_stats stats;
+	char err[512] = "";
+
+	request_set_init(f, &set, 1200, 5);
+	submit_and_wait(p, &set, 0, 5);
+	commit_get_stats(p, &stats);
+	commit_stop(p);
+
+	/* The applied segments are gone, so a fresh store cannot be rebuilt from the WAL. */
+	store_close(f->store);
+	snprintf(f->db_dir + strlen(f->db_dir), sizeof(f->db_dir) - strlen(f->db_dir), "-new");
+	f->store = open_store(f->db_dir);
+	assert_null(commit_start(&options, f->store, err, sizeof(err)));
+	if (strstr(err, "missing") == NULL) {
+		fail_msg("expected \"missing\" in the error \"%s\"", err);
+	}
+	request_set_free(&set);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -503,6 +565,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_commit_rotation_trims_wal, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_commit_fails_after_wal_error, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_commit_rejects_corrupt_wal, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_commit_cursor_past_wal_end, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_commit_cursor_before_wal, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
