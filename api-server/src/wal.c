@@ -338,7 +338,9 @@ static size_t scan_records(const uint8_t *data, size_t size, size_t *last_pos)
 
 /* True when a valid record starts anywhere after bad_pos. A damaged length field can
  * hide the records behind it, so every byte position is tried. The padding and type
- * checks reject almost all positions before a checksum is computed. */
+ * checks reject almost all positions before a checksum is computed.
+ * NOTE: the worst case is quadratic in the tail length, which only a damaged last
+ * segment can cost. */
 static bool valid_record_follows(const uint8_t *data, size_t size, size_t bad_pos)
 {
 	size_t record_size;
@@ -1066,6 +1068,8 @@ enum wal_result wal_restart_at(struct wal *w, uint64_t base_offset)
 		return WAL_INVALID;
 	}
 
+	/* NOTE: the retention hook is not asked here, so an archiver loses these segments;
+	 * their records are all in the store already. */
 	for (size_t i = 0; i < w->segment_count; i++) {
 		char path[PATH_MAX];
 
