@@ -41,7 +41,7 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_SHARDS",
         "STEMEDB_API_URL",
         "STEMEDB_KEY_FILE",
-        "STEMEDB_BUILD",      /* set by scripts/run-tests.sh; no program reads it */
+        "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };
 
