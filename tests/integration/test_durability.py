@@ -1,5 +1,7 @@
 """Durability: restarts, crashes and the eventual durability mode."""
 
+import time
+
 from claims import expected_hash, signed, text
 
 
@@ -80,3 +82,42 @@ def test_invalid_configuration_exits(fresh_node):
 
     assert code == 2, f"exit code {code}"
     assert "STEMEDB_MAX_CONNECTIONS" in fresh_node.log(), fresh_node.log()
+
+
+def test_sigterm_under_load(fresh_node, subject):
+    """Writes acknowledged while the node stops are all readable after restart."""
+    import threading
+
+    import requests
+
+    fresh_node.start()
+    acknowledged, lock, stop = [], threading.Lock(), threading.Event()
+
+    def writer(agent):
+        session = requests.Session()
+        i = 0
+        while not stop.is_set():
+            item = signed(agent, subject, f"load{agent}", text(f"v{i}"))
+            i += 1
+            try:
+                response = session.post(fresh_node.url("/v1/assert"), json=item, timeout=10)
+            except requests.RequestException:
+                return
+            if response.status_code in (200, 201):
+                with lock:
+                    acknowledged.append(response.json()["hash"])
+
+    threads = [threading.Thread(target=writer, args=(agent,)) for agent in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    code = fresh_node.stop()
+    stop.set()
+    for thread in threads:
+        thread.join(15)
+    fresh_node.start()
+
+    assert code == 0, f"exit code {code}; log:\n{fresh_node.log()}"
+    assert_all_readable(fresh_node, acknowledged)
