@@ -153,7 +153,7 @@ static struct metric_family *family_register(const char *name, const char *help,
 	f->help = checked_strdup(help ? help : "");
 	f->kind = kind;
 	f->label_count = label_count;
-	for (size_t i = 0; i < label_count; i++)
+	for (size_t i = 0; label_names != NULL && i < label_count; i++)
 		f->label_names[i] = checked_strdup(label_names[i]);
 	if (kind == METRIC_HISTOGRAM && bound_count > 0) {
 		f->bounds = checked_calloc(bound_count, sizeof(double));
@@ -174,7 +174,7 @@ static struct family_child *child_create(struct metric_family *f, const char *co
 {
 	struct family_child *child = checked_calloc(1, sizeof(*child));
 
-	for (size_t i = 0; i < f->label_count; i++)
+	for (size_t i = 0; label_values != NULL && i < f->label_count; i++)
 		child->label_values[i] = checked_strdup(label_values[i] ? label_values[i] : "");
 	child->metric.kind = f->kind;
 	atomic_init(&child->metric.bits, 0);
@@ -194,7 +194,7 @@ static struct family_child *child_create(struct metric_family *f, const char *co
 static bool labels_match(const struct metric_family *f, const struct family_child *child,
                          const char *const *label_values)
 {
-	for (size_t i = 0; i < f->label_count; i++) {
+	for (size_t i = 0; label_values != NULL && i < f->label_count; i++) {
 		const char *value = label_values[i] ? label_values[i] : "";
 		if (strcmp(child->label_values[i], value) != 0)
 			return false;
@@ -206,6 +206,10 @@ static bool labels_match(const struct metric_family *f, const struct family_chil
 static struct family_child *family_child(struct metric_family *f, const char *const *label_values)
 {
 	struct family_child *child;
+
+	if (f->label_count > 0 && label_values == NULL)
+		registration_failed("metric %s needs %zu label values, got none", f->name,
+		                    f->label_count);
 
 	pthread_mutex_lock(&f->mutex);
 	for (child = f->first_child; child != NULL; child = child->next) {
