@@ -147,7 +147,7 @@ static bool read_params_parse(struct http_call *call, const struct http_query *q
 static bool load_candidates(struct http_call *call, const struct read_params *rp,
                             struct candidate_list *list)
 {
-	size_t kept = 0;
+	size_t kept_count = 0;
 
 	candidate_list_init(list);
 	if (store_scan_candidates(call->state->store, rp->subject, rp->subject_len, rp->predicate,
@@ -169,18 +169,18 @@ static bool load_candidates(struct http_call *call, const struct read_params *rp
 		if ((rp->has_lifecycle && c->lifecycle != rp->lifecycle) ||
 		    (rp->has_source_class && c->source_class != rp->source_class))
 			continue;
-		if (i != kept) {
-			tmp = list->items[kept];
-			list->items[kept] = *c;
+		if (i != kept_count) {
+			tmp = list->items[kept_count];
+			list->items[kept_count] = *c;
 			*c = tmp;
 		}
-		kept++;
+		kept_count++;
 	}
-	for (size_t i = kept; i < list->count; i++) {
+	for (size_t i = kept_count; i < list->count; i++) {
 		free(list->items[i].object.text);
 		list->items[i].object.text = NULL;
 	}
-	list->count = kept;
+	list->count = kept_count;
 	return true;
 }
 
@@ -237,7 +237,7 @@ static json_t *candidates_json(const struct candidate_list *list, const struct r
                                const struct lens_result *result)
 {
 	size_t *order = malloc((list->count > 0 ? list->count : 1) * sizeof(*order));
-	size_t shown = list->count < rp->limit ? list->count : (size_t)rp->limit;
+	size_t shown_count = list->count < rp->limit ? list->count : (size_t)rp->limit;
 	json_t *array = json_array();
 
 	if (order == NULL)
@@ -246,7 +246,7 @@ static json_t *candidates_json(const struct candidate_list *list, const struct r
 		order[i] = i;
 	qsort_r(order, list->count, sizeof(*order), compare_newest_first, list->items);
 
-	for (size_t i = 0; i < shown; i++)
+	for (size_t i = 0; i < shown_count; i++)
 		json_array_append_new(array, candidate_json(&list->items[order[i]],
 		                                            &rp->lens_params, result, order[i]));
 	free(order);

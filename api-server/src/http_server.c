@@ -221,7 +221,7 @@ static void on_connection_close(struct evhttp_connection *conn, void *arg)
 }
 
 /* Counts a connection on its first request, sets its keep-alive idle timeout, and
- * stops accepting once this worker holds its share of the connection limit. */
+ * stops accepting once this worker has reached its share of the connection limit. */
 static void http_worker_track(struct http_worker *w, struct evhttp_connection *conn)
 {
 	if (conn == NULL || !connection_set_add(&w->connections, conn))
@@ -387,13 +387,13 @@ void http_call_resume(struct http_call *call)
 	event_active(w->resume_event, EV_READ, 0);
 }
 
-static void on_resume_ready(evutil_socket_t fd, short what, void *arg)
+static void on_resume_ready(evutil_socket_t fd, short events, void *arg)
 {
 	struct http_worker *w = arg;
 	struct http_call *call;
 
 	(void)fd;
-	(void)what;
+	(void)events;
 	pthread_mutex_lock(&w->resume_lock);
 	call = w->resume_head;
 	w->resume_head = NULL;
@@ -408,12 +408,12 @@ static void on_resume_ready(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_stop_accepting(evutil_socket_t fd, short what, void *arg)
+static void on_stop_accepting(evutil_socket_t fd, short events, void *arg)
 {
 	struct http_worker *w = arg;
 
 	(void)fd;
-	(void)what;
+	(void)events;
 	w->stopping = true;
 	evconnlistener_disable(evhttp_bound_socket_get_listener(w->bound));
 	atomic_fetch_add(&w->server->stopped_workers, 1);

@@ -20,7 +20,7 @@ struct evhttp_request;
 struct http_worker;
 
 /* State shared by every worker. The pipeline pointer stays NULL until WAL replay
- * has finished; handlers that need it answer 503 before that. */
+ * has finished; handlers that need it reply 503 before that. */
 struct api_state {
 	const struct api_config *config;
 	struct store *store;

@@ -16,8 +16,9 @@
 
 struct http_metrics http_metrics;
 
-/* Client errors are logged at most this many times per second, so hostile traffic
- * cannot flood the journal; the number left out is logged with the next one. */
+/* Client errors are logged at most this many times per second, so that hostile
+ * traffic cannot flood the journal. The next logged error notes that some were
+ * left out. */
 #define HTTP_ERROR_LOGS_PER_SECOND 20
 
 static atomic_uint_fast64_t error_log_second;

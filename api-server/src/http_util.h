@@ -49,7 +49,7 @@ void http_reply_error(struct http_call *call, int status, const char *code, cons
 /* Counts one rejection in stemedb_requests_rejected_total{reason=code}. */
 void http_count_rejection(const char *code);
 
-/* Answers 503 and returns NULL until WAL replay has finished; else the pipeline. */
+/* Replies 503 and returns NULL until WAL replay has finished; else the pipeline. */
 struct commit_pipeline *http_require_ready(struct http_call *call);
 
 /* Checks the Content-Type (absent or application/json) and the body size, then

@@ -12,7 +12,8 @@
 
 #define HTTP_BATCH_ITEMS_MAX 1000
 
-/* Why one item of a write was rejected before it reached the commit pipeline. */
+/* Rejection of one written item before it reaches the commit pipeline: the HTTP
+ * status and the error body. */
 struct item_error {
 	int status;
 	struct codec_error error;

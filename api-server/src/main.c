@@ -1,6 +1,6 @@
 /* stemedb-api: the public HTTP API of a StemeDB node and the sole owner of its WAL
  * and RocksDB database. Start-up opens the store, starts HTTP at once so that
- * /v1/health and /v1/ready answer during WAL replay, and replays the WAL in a
+ * /v1/health and /v1/ready respond during WAL replay, and replays the WAL in a
  * separate thread. SIGTERM or SIGINT stops it cleanly. */
 
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include "stemedb/log.h"
 #include "store.h"
 
-/* How long a stop waits for dispatched requests to be answered before it stops the
+/* How long a stop waits for the replies to dispatched requests before it stops the
  * commit pipeline anyway. */
 #define STOP_DRAIN_MS 10000
 /* Time the workers keep running after the last reply so its bytes leave the socket. */
@@ -179,7 +179,7 @@ static void block_signals(sigset_t *set)
 }
 
 /* Stops in the order that keeps every acknowledged write durable: no new
- * connections, answer what was dispatched, drain the commit pipeline, then close
+ * connections, reply to what was dispatched, drain the commit pipeline, then close
  * the workers and the store. */
 static void shutdown_node(struct http_server *server, struct recovery *recovery)
 {

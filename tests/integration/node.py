@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def build_dir():
-    """Return the build directory that holds bin/stemedb-api."""
+    """Return the build directory that contains bin/stemedb-api."""
     return os.environ.get("STEMEDB_BUILD", os.path.join(ROOT, "build"))
 
 

@@ -48,7 +48,8 @@ def test_acknowledged_writes_survive_kill(fresh_node, subject):
 
     assert_all_readable(fresh_node, hashes)
     again = fresh_node.post("/v1/assert", json=signed(1, subject, "p0", text("v0")))
-    assert again.status_code == 200 and again.json()["status"] == "exists", again.text
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "exists", again.text
 
 
 def test_eventual_mode(fresh_node, subject):
