@@ -326,13 +326,13 @@ static enum mapping_result number_value(const struct mapping_predicate *p, const
 		out->number = json_number_value(node);
 	} else if (!json_is_string(node) ||
 	           !mapping_parse_number(json_string_value(node), p->measurement, &out->number)) {
-		char *shown = json_dumps(node, JSON_ENCODE_ANY | JSON_COMPACT);
+		char *value_text = json_dumps(node, JSON_ENCODE_ANY | JSON_COMPACT);
 
 		snprintf(err, err_size,
 		         "field \"%s\" value %.60s is not a number; fix the record or set "
 		         "\"number_format\": \"measurement\" for values such as \"1.008(4)\"",
-		         p->field, shown != NULL ? shown : "?");
-		free(shown);
+		         p->field, value_text != NULL ? value_text : "?");
+		free(value_text);
 		return MAPPING_INVALID;
 	}
 	out->type = OBJECT_NUMBER;
@@ -462,7 +462,7 @@ enum mapping_result mapping_subject(const struct mapping *m, const json_t *recor
 	return result;
 }
 
-/* Checks that every {placeholder} is closed and holds a valid path. */
+/* Checks that every {placeholder} is closed and contains a valid path. */
 static bool template_valid(const struct mapping *m, const char *tmpl, char *err, size_t err_size)
 {
 	const char *p = tmpl;

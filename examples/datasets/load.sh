@@ -6,7 +6,7 @@
 #
 # Uses build/bin/stemedb-ctl unless STEMEDB_CTL names another binary. Exit status: 0
 # when every import succeeded, 1 when some items were rejected, 2 when an import
-# could not run (usage or transport error); the first such error stops the load.
+# could not run (usage or transport error). The first such error stops the load.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -121,7 +121,8 @@ def test_query_marks_winner(shared_node, subject, key):
     assert table.returncode == 0, f"query: {table.stderr}"
     assert 'winner: "Sucre"' in table.stdout, f"table:\n{table.stdout}"
     marked = [line for line in table.stdout.splitlines() if line.startswith("*")]
-    assert len(marked) == 1 and '"Sucre"' in marked[0], f"marked rows: {marked}"
+    assert len(marked) == 1, f"marked rows: {marked}"
+    assert '"Sucre"' in marked[0], f"marked row: {marked[0]}"
     body = json.loads(raw.stdout)
     assert body["candidate_count"] == 2, f"candidate_count {body['candidate_count']}"
     assert body["winner"]["object"]["value"] == "Sucre", f"winner {body['winner']}"
@@ -142,7 +143,8 @@ def test_skeptic_names_sources(shared_node, subject, tmp_path):
 
     assert table.returncode == 0, f"skeptic: {table.stderr}"
     assert "contested" in table.stdout.splitlines()[0], f"first line: {table.stdout}"
-    assert "atlas" in table.stdout and "gazette" in table.stdout, f"table:\n{table.stdout}"
+    assert "atlas" in table.stdout, f"table:\n{table.stdout}"
+    assert "gazette" in table.stdout, f"table:\n{table.stdout}"
     body = json.loads(raw.stdout)
     assert body["claim_count"] == 2, f"claim_count {body['claim_count']}"
 

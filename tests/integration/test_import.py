@@ -66,8 +66,8 @@ def test_import_twice_created_then_existing(shared_node, dataset):
     first = run_ctl(*import_args(dataset, "--batch-size", "3"), url=shared_node.base_url)
     second = run_ctl(*import_args(dataset), url=shared_node.base_url)
 
-    # Records a1..a3 give 4 + 3 + 3 assertions (a2 has no tag, a3 no area); the record
-    # with an empty id has no subject, so its 4 fields are skipped too.
+    # Records a1..a3 give 4 + 3 + 3 assertions because a2 has no tag and a3 no area.
+    # The record with an empty id has no subject, so its 4 fields are skipped too.
     assert first.returncode == 0, f"first import exit {first.returncode}:\n{first.stdout}{first.stderr}"
     assert summary(first.stdout) == (10, 0, 0, 6), f"first summary:\n{first.stdout}"
     assert second.returncode == 0, f"second import exit {second.returncode}: {second.stderr}"
@@ -110,8 +110,8 @@ def test_import_bad_value_rejected(shared_node, dataset):
     assert result.returncode == 1, f"exit {result.returncode}:\n{result.stdout}{result.stderr}"
     assert summary(result.stdout) == (3, 0, 1, 4), f"summary:\n{result.stdout}"
     assert "rejected invalid_value: 1" in result.stdout, f"summary:\n{result.stdout}"
-    assert 'record 1 (' in result.stdout and '"12 km2"' in result.stdout, (
-        f"rejection example missing:\n{result.stdout}")
+    assert "record 1 (" in result.stdout, f"rejection example missing:\n{result.stdout}"
+    assert '"12 km2"' in result.stdout, f"rejected value missing:\n{result.stdout}"
 
 
 def test_import_jsonl_object_form_and_value_map(shared_node, tmp_path):
@@ -244,4 +244,5 @@ def test_import_progress_on_terminal(shared_node, dataset):
 
     assert process.returncode == 0, f"exit {process.returncode}: {stdout!r}"
     assert b"4/4 records" in drawn, f"progress line: {drawn!r}"
-    assert b"ETA" in drawn and b"/s" in drawn, f"progress line: {drawn!r}"
+    assert b"ETA" in drawn, f"progress line: {drawn!r}"
+    assert b"/s" in drawn, f"progress line: {drawn!r}"

@@ -71,7 +71,7 @@ void ctl_http_request(struct ctl_http *http, const char *method, const char *pat
 void ctl_http_query_add(struct ctl_http *http, char **query, const char *name, const char *value);
 void ctl_response_free(struct ctl_response *resp);
 /* Prints a transport failure or an API error body and returns the exit status. */
-int ctl_report_failure(const char *what, const struct ctl_response *resp);
+int ctl_report_failure(const char *command, const struct ctl_response *resp);
 
 /* Commands. http is owned by the caller. */
 int ctl_cmd_assert(struct ctl_http *http, int argc, char **argv);

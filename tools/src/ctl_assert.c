@@ -1,5 +1,5 @@
 /* assert: builds one assertion from options, signs it with the agent key and posts it
- * to /v1/assert. Also holds the signing step that the importer shares. */
+ * to /v1/assert. The signing step is shared with the importer. */
 
 #include <errno.h>
 #include <getopt.h>

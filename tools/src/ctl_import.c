@@ -74,7 +74,7 @@ struct import_args {
 	bool help;
 };
 
-/* Where a batch item came from, for rejection messages. */
+/* Origin of a batch item, named in rejection messages. */
 struct item_origin {
 	size_t record;
 	const char *predicate;

@@ -1,7 +1,7 @@
 #ifndef STEMEDB_MAPPING_H
 #define STEMEDB_MAPPING_H
 
-/* Import mappings: a JSON document that says where the records of a data file are,
+/* Import mappings: a JSON document that tells where the records of a data file are,
  * how to build a subject from each record and which record fields become which
  * predicates. docs/importer.md documents the format; stemedb-ctl import uses it. */
 
