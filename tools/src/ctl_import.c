@@ -236,7 +236,7 @@ static void count_rejection(struct import_run *run, const char *code, const char
 		json_array_append_new(examples, json_string(message));
 }
 
-static void reject_local(struct import_run *run, size_t record, const char *subject,
+static void record_rejection(struct import_run *run, size_t record, const char *subject,
                          const char *predicate, const char *code, const char *reason)
 {
 	char message[512];
@@ -270,7 +270,7 @@ static void apply_result(struct import_run *run, const json_t *result, size_t i)
 	else if (status != NULL && strcmp(status, "exists") == 0)
 		run->existing++;
 	else {
-		reject_local(run, origin->record, origin->subject, origin->predicate,
+		record_rejection(run, origin->record, origin->subject, origin->predicate,
 		             code != NULL ? code : "unknown",
 		             message != NULL ? message : "rejected without a message");
 		return;
@@ -328,7 +328,7 @@ static void reject_batch(struct import_run *run, const struct ctl_response *resp
 
 	snprintf(fallback, sizeof(fallback), "http_%ld", resp->status);
 	for (size_t i = 0; i < json_array_size(run->batch); i++)
-		reject_local(run, run->origins[i].record, run->origins[i].subject,
+		record_rejection(run, run->origins[i].record, run->origins[i].subject,
 		             run->origins[i].predicate, code != NULL ? code : fallback,
 		             message != NULL ? message : "the server rejected the whole batch");
 }
@@ -409,12 +409,12 @@ static void queue_assertion(struct import_run *run, size_t record, const char *s
 	assertion_init(&a);
 	fill_assertion(run, subject, p, value, &a);
 	if (!assertion_validate(&a, &field, reason, sizeof(reason))) {
-		reject_local(run, record, subject, p->predicate, "out_of_range", reason);
+		record_rejection(run, record, subject, p->predicate, "out_of_range", reason);
 		goto done;
 	}
 	json = ctl_sign_assertion(&a, &run->key, origin->hash);
 	if (json == NULL) {
-		reject_local(run, record, subject, p->predicate, "out_of_range",
+		record_rejection(run, record, subject, p->predicate, "out_of_range",
 		             "the assertion cannot be encoded");
 		goto done;
 	}
@@ -441,7 +441,7 @@ static int map_predicate(struct import_run *run, size_t record_index, const json
 		return CTL_EXIT_OK;
 	}
 	if (result == MAPPING_INVALID) {
-		reject_local(run, record_index, subject, p->predicate, "invalid_value", reason);
+		record_rejection(run, record_index, subject, p->predicate, "invalid_value", reason);
 		return CTL_EXIT_OK;
 	}
 
@@ -472,7 +472,7 @@ static int map_record(struct import_run *run, size_t index, const json_t *record
 			if (result == MAPPING_SKIPPED)
 				count_skip(run, run->mapping.predicates[i].predicate);
 			else
-				reject_local(run, index, NULL, run->mapping.predicates[i].predicate,
+				record_rejection(run, index, NULL, run->mapping.predicates[i].predicate,
 				             "invalid_value", reason);
 		}
 		return CTL_EXIT_OK;
