@@ -246,3 +246,18 @@ def test_import_progress_on_terminal(shared_node, dataset):
     assert b"4/4 records" in drawn, f"progress line: {drawn!r}"
     assert b"ETA" in drawn, f"progress line: {drawn!r}"
     assert b"/s" in drawn, f"progress line: {drawn!r}"
+
+
+def test_import_whole_batch_rejected(fresh_node, dataset):
+    # One signed assertion is about 600 bytes of JSON, so a 2 KiB body limit rejects a
+    # batch of 5 items as a whole.
+    fresh_node.extra_env["STEMEDB_MAX_BATCH_BODY_BYTES"] = "2048"
+    fresh_node.start()
+
+    result = run_ctl(*import_args(dataset, "--batch-size", "5"), url=fresh_node.base_url)
+
+    assert result.returncode == 1, f"exit {result.returncode}:\n{result.stdout}{result.stderr}"
+    created, existing, rejected, skipped = summary(result.stdout)
+    assert rejected >= 5, f"rejected {rejected}:\n{result.stdout}"
+    assert created + rejected == 10, f"created {created} + rejected {rejected}:\n{result.stdout}"
+    assert "rejected payload_too_large" in result.stdout, f"summary:\n{result.stdout}"

@@ -237,7 +237,7 @@ static void count_rejection(struct import_run *run, const char *code, const char
 }
 
 static void record_rejection(struct import_run *run, size_t record, const char *subject,
-                         const char *predicate, const char *code, const char *reason)
+                             const char *predicate, const char *code, const char *reason)
 {
 	char message[512];
 
@@ -271,8 +271,8 @@ static void apply_result(struct import_run *run, const json_t *result, size_t i)
 		run->existing++;
 	else {
 		record_rejection(run, origin->record, origin->subject, origin->predicate,
-		             code != NULL ? code : "unknown",
-		             message != NULL ? message : "rejected without a message");
+		                 code != NULL ? code : "unknown",
+		                 message != NULL ? message : "rejected without a message");
 		return;
 	}
 
@@ -326,11 +326,16 @@ static void reject_batch(struct import_run *run, const struct ctl_response *resp
 	const char *message = json_string_value(json_object_get(error, "message"));
 	char fallback[32];
 
+	/* The server's HTTP parser answers an oversized body with a bare 413 and no JSON. */
+	if (code == NULL && resp->status == 413) {
+		code = "payload_too_large";
+		message = "the batch body exceeds the server's limit; lower --batch-size";
+	}
 	snprintf(fallback, sizeof(fallback), "http_%ld", resp->status);
 	for (size_t i = 0; i < json_array_size(run->batch); i++)
 		record_rejection(run, run->origins[i].record, run->origins[i].subject,
-		             run->origins[i].predicate, code != NULL ? code : fallback,
-		             message != NULL ? message : "the server rejected the whole batch");
+		                 run->origins[i].predicate, code != NULL ? code : fallback,
+		                 message != NULL ? message : "the server rejected the whole batch");
 }
 
 static void wait_seconds(double seconds)
@@ -415,7 +420,7 @@ static void queue_assertion(struct import_run *run, size_t record, const char *s
 	json = ctl_sign_assertion(&a, &run->key, origin->hash);
 	if (json == NULL) {
 		record_rejection(run, record, subject, p->predicate, "out_of_range",
-		             "the assertion cannot be encoded");
+		                 "the assertion cannot be encoded");
 		goto done;
 	}
 	origin->record = record;
@@ -472,8 +477,9 @@ static int map_record(struct import_run *run, size_t index, const json_t *record
 			if (result == MAPPING_SKIPPED)
 				count_skip(run, run->mapping.predicates[i].predicate);
 			else
-				record_rejection(run, index, NULL, run->mapping.predicates[i].predicate,
-				             "invalid_value", reason);
+				record_rejection(run, index, NULL,
+				                 run->mapping.predicates[i].predicate,
+				                 "invalid_value", reason);
 		}
 		return CTL_EXIT_OK;
 	}
