@@ -326,7 +326,7 @@ static void reject_batch(struct import_run *run, const struct ctl_response *resp
 	const char *message = json_string_value(json_object_get(error, "message"));
 	char fallback[32];
 
-	/* The server's HTTP parser answers an oversized body with a bare 413 and no JSON. */
+	/* The server's HTTP parser rejects an oversized body with a bare 413 and no JSON. */
 	if (code == NULL && resp->status == 413) {
 		code = "payload_too_large";
 		message = "the batch body exceeds the server's limit; lower --batch-size";
