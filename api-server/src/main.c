@@ -150,9 +150,7 @@ static void *recovery_main(void *arg)
 
 	p = commit_start(&r->options, r->state->store, err, sizeof(err));
 	if (p == NULL) {
-		log_error("WAL replay failed: %s; the node stops. Restore the WAL directory "
-		          "from a backup (docs/operations.md) before starting again",
-		          err);
+		log_error("WAL replay failed, so the node stops: %s", err);
 		atomic_store(&r->state->recovery_failed, true);
 		kill(getpid(), SIGTERM);
 		return NULL;

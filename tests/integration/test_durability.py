@@ -1,5 +1,6 @@
 """Durability: restarts, crashes and the eventual durability mode."""
 
+import os
 import time
 
 from claims import expected_hash, signed, text
@@ -122,3 +123,23 @@ def test_sigterm_under_load(fresh_node, subject):
 
     assert code == 0, f"exit code {code}; log:\n{fresh_node.log()}"
     assert_all_readable(fresh_node, acknowledged)
+
+
+def test_corrupt_wal_stops_node(fresh_node, subject):
+    fresh_node.start()
+    write_claims(fresh_node, subject, 5)
+    assert fresh_node.stop() == 0
+    wal_dir = os.path.join(fresh_node.data_dir, "wal")
+    segment = os.path.join(wal_dir, sorted(os.listdir(wal_dir))[0])
+    with open(segment, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    fresh_node.start(wait_ready=False)
+    code = fresh_node.process.wait(20)
+    fresh_node.process = None
+
+    assert code == 1, f"exit code {code}; log:\n{fresh_node.log()}"
+    assert "WAL replay failed" in fresh_node.log(), fresh_node.log()
