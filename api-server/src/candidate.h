@@ -37,6 +37,6 @@ struct candidate *candidate_list_push(struct candidate_list *list);
 
 /* Fills c from an assertion and its hash and HLC stamp (copies the object text). */
 void candidate_from_assertion(struct candidate *c, const struct assertion *a,
-			      const uint8_t hash[STEMEDB_HASH_LEN], const struct hlc_stamp *hlc);
+                              const uint8_t hash[STEMEDB_HASH_LEN], const struct hlc_stamp *hlc);
 
 #endif

@@ -44,12 +44,12 @@ double lens_effective_confidence(const struct candidate *c, const struct lens_pa
 struct claim {
 	size_t *members;
 	size_t member_count;
-	size_t representative;   /* index of the candidate whose value represents the claim */
-	size_t distinct_agents;  /* distinct signers over all members */
+	size_t representative;  /* index of the candidate whose value represents the claim */
+	size_t distinct_agents; /* distinct signers over all members */
 	double effective_confidence_sum;
-	double weight;           /* skeptic weight: sum of effective confidence x tier weight */
-	double share;            /* weight / total weight */
-	uint8_t best_tier;       /* lowest tier number among members */
+	double weight;     /* skeptic weight: sum of effective confidence x tier weight */
+	double share;      /* weight / total weight */
+	uint8_t best_tier; /* lowest tier number among members */
 	uint64_t newest_timestamp;
 };
 
@@ -60,7 +60,7 @@ struct claim_set {
 
 /* Groups candidates into claims, in order of first appearance. */
 void lens_group_claims(const struct candidate *candidates, size_t count,
-		       const struct lens_params *params, struct claim_set *out);
+                       const struct lens_params *params, struct claim_set *out);
 void claim_set_free(struct claim_set *set);
 
 struct lens_result {
@@ -74,7 +74,7 @@ struct lens_result {
 
 /* Resolves one lens over the candidates. An empty array yields no winner. */
 void lens_resolve(enum lens_kind kind, const struct candidate *candidates, size_t count,
-		  const struct lens_params *params, struct lens_result *out);
+                  const struct lens_params *params, struct lens_result *out);
 void lens_result_free(struct lens_result *result);
 
 enum skeptic_status { SKEPTIC_NO_DATA = 0, SKEPTIC_UNANIMOUS, SKEPTIC_AGREED, SKEPTIC_CONTESTED };
@@ -82,14 +82,14 @@ const char *skeptic_status_name(enum skeptic_status status);
 
 struct skeptic_result {
 	enum skeptic_status status;
-	double conflict_score; /* normalized Shannon entropy of claim shares, 0..1 */
+	double conflict_score;   /* normalized Shannon entropy of claim shares, 0..1 */
 	struct claim_set claims; /* sorted by share, largest first */
 };
 
 /* Conflict analysis: W_i = sum of effective confidence x tier weight per claim,
  * p_i = W_i / sum W, score = -sum p_i ln p_i / ln n for n >= 2 claims. */
 void skeptic_analyze(const struct candidate *candidates, size_t count,
-		     const struct lens_params *params, struct skeptic_result *out);
+                     const struct lens_params *params, struct skeptic_result *out);
 void skeptic_result_free(struct skeptic_result *result);
 
 #endif

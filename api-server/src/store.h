@@ -29,20 +29,20 @@ enum store_result store_has_assertion(struct store *s, const uint8_t hash[STEMED
 
 /* Reads one assertion with its signatures and HLC stamp into a (initialized). */
 enum store_result store_get_assertion(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
-				      struct assertion *a, struct hlc_stamp *hlc);
+                                      struct assertion *a, struct hlc_stamp *hlc);
 
 /* Appends to out the candidates of one (subject, predicate) with timestamp <= as_of,
  * oldest first. The scan stops at the first later key. limit 0 means no limit. */
 enum store_result store_scan_candidates(struct store *s, const char *subject, size_t subject_len,
-					const char *predicate, size_t predicate_len,
-					uint64_t as_of, size_t limit, struct candidate_list *out);
+                                        const char *predicate, size_t predicate_len, uint64_t as_of,
+                                        size_t limit, struct candidate_list *out);
 
 /* Calls fn once per predicate of subject, in byte order, with the number of stored
  * assertions for it. Stops early when fn returns false. */
 enum store_result store_subject_predicates(struct store *s, const char *subject, size_t subject_len,
-					   bool (*fn)(void *ctx, const char *predicate,
-						      size_t predicate_len, uint64_t count),
-					   void *ctx);
+                                           bool (*fn)(void *ctx, const char *predicate,
+                                                      size_t predicate_len, uint64_t count),
+                                           void *ctx);
 
 /* Number of stored assertions, counted at open and kept up to date by commits. */
 uint64_t store_assertion_count(struct store *s);
@@ -56,13 +56,13 @@ void store_batch_free(struct store_batch *b);
 void store_batch_clear(struct store_batch *b);
 /* envelope: the encoded assertion envelope (assertion_encode_envelope). */
 void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
-			       const struct assertion *a, const struct hlc_stamp *hlc,
-			       const uint8_t *envelope, size_t envelope_len);
+                               const struct assertion *a, const struct hlc_stamp *hlc,
+                               const uint8_t *envelope, size_t envelope_len);
 void store_batch_set_cursor(struct store_batch *b, uint64_t cursor);
 /* Applies the batch. new_assertions is how many of the put assertions were not stored
  * before; the caller (the single writer) has checked that, and it updates the count. */
-enum store_result store_batch_commit(struct store *s, struct store_batch *b, uint64_t new_assertions,
-				     char *err, size_t err_size);
+enum store_result store_batch_commit(struct store *s, struct store_batch *b,
+                                     uint64_t new_assertions, char *err, size_t err_size);
 
 /* Flushes memtables so that everything applied so far survives without the WAL. */
 enum store_result store_flush(struct store *s, char *err, size_t err_size);

@@ -11,20 +11,20 @@
 
 #include "stemedb/buf.h"
 
-#define STEMEDB_HASH_LEN 32
-#define STEMEDB_AGENT_ID_LEN 32
-#define STEMEDB_SIGNATURE_LEN 64
-#define STEMEDB_SEED_LEN 32
+#define STEMEDB_HASH_LEN       32
+#define STEMEDB_AGENT_ID_LEN   32
+#define STEMEDB_SIGNATURE_LEN  64
+#define STEMEDB_SEED_LEN       32
 #define STEMEDB_SECRET_KEY_LEN 64
 
-#define STEMEDB_SUBJECT_MAX 1024
-#define STEMEDB_PREDICATE_MAX 256
-#define STEMEDB_TEXT_MAX 65536
-#define STEMEDB_SIGNATURES_MAX 16
+#define STEMEDB_SUBJECT_MAX      1024
+#define STEMEDB_PREDICATE_MAX    256
+#define STEMEDB_TEXT_MAX         65536
+#define STEMEDB_SIGNATURES_MAX   16
 #define STEMEDB_CONFIDENCE_SCALE 1000000u
 
 #define STEMEDB_RECORD_ASSERTION 0x01
-#define STEMEDB_RECORD_VERSION 0x01
+#define STEMEDB_RECORD_VERSION   0x01
 
 /* Domain-separation prefix of the signed message (20 ASCII bytes, no NUL). */
 #define STEMEDB_ASSERTION_SIG_DOMAIN "stemedb-assertion-v1"
@@ -116,7 +116,7 @@ uint32_t confidence_to_micro(double confidence);
  * no NUL, finite number, confidence range, enum ranges). On failure returns false and
  * points *field at the JSON path of the offending field and fills message. */
 bool assertion_validate(const struct assertion *a, const char **field, char *message,
-			size_t message_size);
+                        size_t message_size);
 
 /* Appends the canonical bytes to out. Returns false only if a length does not fit its
  * prefix, which assertion_validate rules out. */
@@ -131,12 +131,12 @@ bool assertion_hash(const struct assertion *a, uint8_t hash[STEMEDB_HASH_LEN]);
 
 /* Builds the 60-byte signed message: domain (20 B) || hash (32 B) || timestamp (u64 LE). */
 void assertion_signing_message(const uint8_t hash[STEMEDB_HASH_LEN], uint64_t timestamp,
-			       uint8_t message[60]);
+                               uint8_t message[60]);
 
 /* Signs hash with the 64-byte libsodium secret key and appends the signature. Returns
  * false when 16 signatures are present or the agent has signed already. */
 bool assertion_sign(struct assertion *a, const uint8_t hash[STEMEDB_HASH_LEN],
-		    const uint8_t secret_key[STEMEDB_SECRET_KEY_LEN], uint64_t timestamp);
+                    const uint8_t secret_key[STEMEDB_SECRET_KEY_LEN], uint64_t timestamp);
 
 enum signature_check {
 	SIGNATURES_VALID = 0,
@@ -147,8 +147,8 @@ enum signature_check {
 
 /* Verifies every signature over hash. */
 enum signature_check assertion_verify_signatures(const struct assertion *a,
-						 const uint8_t hash[STEMEDB_HASH_LEN],
-						 size_t *bad_index);
+                                                 const uint8_t hash[STEMEDB_HASH_LEN],
+                                                 size_t *bad_index);
 
 /* Stored and logged form of an assertion: canonical bytes, signatures and HLC stamp.
  * docs/formats.md ("Assertion envelope") gives the layout:
@@ -156,9 +156,9 @@ enum signature_check assertion_verify_signatures(const struct assertion *a,
  *   per signature: agent id 32 B, signature 64 B, timestamp u64,
  *   HLC: wall_ms u64, logical u32, node id 16 B. */
 bool assertion_encode_envelope(const struct assertion *a, const struct hlc_stamp *hlc,
-			       struct buf *out);
+                               struct buf *out);
 bool assertion_decode_envelope(const uint8_t *data, size_t len, struct assertion *a,
-			       struct hlc_stamp *hlc);
+                               struct hlc_stamp *hlc);
 
 /* Names on the wire. The parse functions accept lowercase, capitalized
  * ("Clinical") and the upstream CamelCase ("UnderReview") spellings. */

@@ -36,10 +36,10 @@ struct config_option {
  * flags. "--help" prints usage to stdout and sets *help_requested. Returns false with
  * a message in err on the first invalid value. */
 bool config_load(const struct config_option *options, size_t count, int argc, char **argv,
-		 bool *help_requested, char *err, size_t err_size);
+                 bool *help_requested, char *err, size_t err_size);
 
 void config_print_usage(FILE *out, const char *program, const char *summary,
-			const struct config_option *options, size_t count);
+                        const struct config_option *options, size_t count);
 
 /* Splits "host:port" (IPv4, [IPv6] or a name). Returns false on a malformed value. */
 bool config_split_endpoint(const char *endpoint, char *host, size_t host_size, uint16_t *port);

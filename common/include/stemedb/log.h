@@ -17,8 +17,8 @@ int log_level_parse(const char *text, enum log_level *out);
 void log_message(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_message(LOG_LEVEL_DEBUG, __VA_ARGS__)
-#define log_info(...) log_message(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_warn(...) log_message(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...)  log_message(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_warn(...)  log_message(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_error(...) log_message(LOG_LEVEL_ERROR, __VA_ARGS__)
 
 #endif

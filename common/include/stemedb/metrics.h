@@ -19,20 +19,20 @@ struct metric *metrics_counter(const char *name, const char *help);
 struct metric *metrics_gauge(const char *name, const char *help);
 /* bounds: ascending upper bounds in the metric's unit, without +Inf. */
 struct histogram *metrics_histogram(const char *name, const char *help, const double *bounds,
-				    size_t bound_count);
+                                    size_t bound_count);
 
 /* Labelled families; label_names is a NULL-terminated list, at most 4 labels. */
 struct metric_family *metrics_counter_family(const char *name, const char *help,
-					     const char *const *label_names);
+                                             const char *const *label_names);
 struct metric_family *metrics_gauge_family(const char *name, const char *help,
-					   const char *const *label_names);
+                                           const char *const *label_names);
 struct metric_family *metrics_histogram_family(const char *name, const char *help,
-					       const char *const *label_names,
-					       const double *bounds, size_t bound_count);
+                                               const char *const *label_names, const double *bounds,
+                                               size_t bound_count);
 /* label_values has as many entries as the family has label names. */
 struct metric *metrics_family_child(struct metric_family *family, const char *const *label_values);
 struct histogram *metrics_family_histogram(struct metric_family *family,
-					   const char *const *label_values);
+                                           const char *const *label_values);
 
 void metric_add(struct metric *m, double delta);
 void metric_inc(struct metric *m);
