@@ -20,31 +20,48 @@ BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
 SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 CC ?= cc
-PKGS := libevent libevent_pthreads jansson libsodium libsystemd libcurl
+PKGS := libevent libevent_pthreads jansson libsodium libsystemd libcurl libprotobuf-c
 OPT ?= -O2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wshadow \
   -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing -pthread \
-  -Icommon/include -Iapi-server/src
+  -Icommon/include -Iapi-server/src -I$(BUILD)/gen
 CFLAGS_PKG = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS_PKG = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrocksdb -lm -lpthread
 ALL_CFLAGS = $(CFLAGS_BASE) $(SAN_FLAGS) $(CFLAGS_PKG) $(CFLAGS)
 ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 
+PROTO_SRC := $(wildcard proto/*.proto)
+PROTO_C := $(PROTO_SRC:proto/%.proto=$(BUILD)/gen/%.pb-c.c)
+PROTO_H := $(PROTO_C:.c=.h)
 COMMON_SRC := $(wildcard common/src/*.c)
 API_SRC := $(filter-out api-server/src/main.c,$(wildcard api-server/src/*.c))
+GATEWAY_SRC := $(filter-out cluster-gateway/src/main.c,$(wildcard cluster-gateway/src/*.c))
+ARCHIVER_SRC := $(filter-out walarchiver/src/main.c,$(wildcard walarchiver/src/*.c))
 CTL_SRC := $(wildcard tools/src/*.c)
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
 API_OBJ := $(API_SRC:%.c=$(BUILD)/obj/%.o)
+GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(BUILD)/obj/%.o)
+ARCHIVER_OBJ := $(ARCHIVER_SRC:%.c=$(BUILD)/obj/%.o)
 CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bin/%)
 
 LIB_COMMON := $(BUILD)/lib/libstemedb-common.a
 LIB_API := $(BUILD)/lib/libstemedb-api.a
+LIB_GATEWAY := $(BUILD)/lib/libstemedb-gateway.a
+LIB_ARCHIVER := $(BUILD)/lib/libstemedb-walarchiver.a
+# Libraries in link order: a daemon's own code first, common last.
+LIBS_ALL := $(LIB_GATEWAY) $(LIB_ARCHIVER) $(LIB_API) $(LIB_COMMON)
 BINS := $(BUILD)/bin/stemedb-api $(BUILD)/bin/stemedb-ctl
+ifneq ($(wildcard cluster-gateway/src/main.c),)
+BINS += $(BUILD)/bin/stemedb-gateway
+endif
+ifneq ($(wildcard walarchiver/src/main.c),)
+BINS += $(BUILD)/bin/stemedb-walarchiver
+endif
 
 .PHONY: all deps test unit-test py-test crash-test run bench format lint clean install-deps-check
 .DEFAULT_GOAL := all
@@ -54,7 +71,17 @@ all: $(BINS) $(UNIT_BIN) $(BENCH_BIN)
 deps:
 	@scripts/deps.sh
 
-$(BUILD)/obj/%.o: %.c
+# Generated protobuf-c sources are built, not committed. Every object waits for them
+# (order-only), and the .d files track the real header dependencies afterwards.
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -66,11 +93,27 @@ $(LIB_API): $(API_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(LIB_GATEWAY): $(GATEWAY_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_ARCHIVER): $(ARCHIVER_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/bin/stemedb-api: $(BUILD)/obj/api-server/src/main.o $(LIB_API) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
 
-$(BUILD)/bin/stemedb-ctl: $(CTL_OBJ) $(LIB_COMMON)
+$(BUILD)/bin/stemedb-ctl: $(CTL_OBJ) $(LIB_API) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
+
+$(BUILD)/bin/stemedb-gateway: $(BUILD)/obj/cluster-gateway/src/main.o $(LIB_GATEWAY) $(LIB_API) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
+
+$(BUILD)/bin/stemedb-walarchiver: $(BUILD)/obj/walarchiver/src/main.o $(LIB_ARCHIVER) $(LIB_API) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
 
@@ -78,7 +121,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB_API) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_API) $(LIB_COMMON)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBS_ALL)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG) -lcmocka
 
@@ -111,7 +154,8 @@ format:
 lint:
 	clang-format --dry-run -Werror $(shell git ls-files '*.c' '*.h')
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
-	  --inline-suppr -Icommon/include -Iapi-server/src common/src api-server/src tools/src
+	  --inline-suppr -Icommon/include -Iapi-server/src \
+	  $(wildcard common/src api-server/src cluster-gateway/src walarchiver/src tools/src)
 
 clean:
 	rm -rf build
