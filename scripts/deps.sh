@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential pkg-config clang-format cppcheck
   librocksdb-dev libevent-dev libjansson-dev libsodium-dev libsystemd-dev
-  libcurl4-openssl-dev libcmocka-dev
+  libcurl4-openssl-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler
+  nginx prometheus
   python3 python3-pytest python3-requests python3-nacl
 )
 
