@@ -118,6 +118,8 @@ def machine_section(meta):
             meta.get("pg_settings", "?"), meta.get("wrk", "?"), meta.get("libsodium", "?"))),
         ("Runs", "%s measured runs per figure; each cell is median (min – max)"
          % meta.get("runs", "?")),
+        ("Load average", "%s at the start, %s at the end (other work on the machine "
+         "shows up here)" % (meta.get("load_average", "?"), meta.get("load_average_end", "?"))),
         ("Total time", "%s s for the whole script" % meta.get("total_seconds", "?")),
     ]
     lines = ["| | |", "|---|---|"]
@@ -222,46 +224,104 @@ def limits_section(fig, meta):
             "%s/s if all %d cores did nothing else. The load driver and the HTTP, JSON, "
             "WAL and RocksDB work share the same cores."
             % (format(round(verify), ","), format(round(verify * cores), ","), cores))
-    single = fig.median("stemedb_single_rate")
-    if fsync_p50 and single:
+    for name, title in (("stemedb_single", "single-assert"), ("stemedb_batch", "batch")):
+        batch = fig.median(name + "_wal_batch_avg")
+        sync_us = fig.median(name + "_fsync_avg_us")
+        if batch is None or sync_us is None:
+            continue
         lines.append("")
         lines.append(
-            "At %.0f µs per fdatasync, a writer that synced every assertion on its own "
-            "would reach about %s assertions/s. The measured %s single asserts/s therefore "
-            "mean group commit shared each sync among about %.1f assertions on average "
-            "(an estimate from the medians, assuming back-to-back syncs)."
-            % (fsync_p50, format(round(1e6 / fsync_p50), ","), format(round(single), ","),
-               single * fsync_p50 / 1e6))
+            "During the %s runs the server's own metrics (`stemedb_wal_batch_size`, "
+            "`stemedb_wal_fsync_latency_seconds`) show %s WAL fdatasync calls carrying "
+            "%.1f assertions each on average, at a mean of %.0f µs per call."
+            % (title, format(int(fig.median(name + "_fsyncs")), ","), batch, sync_us))
     return lines
+
+
+# Role of each library in stemedb-api, used to label the per-library CPU split.
+LIBRARY_ROLES = (
+    ("libsodium", "Ed25519 verification and BLAKE2b hashing"),
+    ("librocksdb", "RocksDB"),
+    ("libc", "allocation, copies and system-call wrappers"),
+    ("libjansson", "JSON parsing and output"),
+    ("libevent", "HTTP server"),
+    ("kernel", "sockets, fdatasync and scheduling"),
+    ("stemedb-api", "StemeDB's own code"),
+)
+
+
+def read_profile(path):
+    """Return [(percent, name)] from a perf report table with one sort key."""
+    rows = []
+    if not path.exists():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].endswith("%"):
+            rows.append((float(parts[0][:-1]), " ".join(parts[1:])))
+    return rows
+
+
+def library_role(dso):
+    for key, role in LIBRARY_ROLES:
+        if key in dso:
+            return role
+    return None
+
+
+def bottleneck_sentence(threads, libraries):
+    """Name the limit a profile points at: waiting when the cores were often idle, else
+    the library that used most of the server's CPU time."""
+    idle = sum(percent for percent, comm in threads if comm == "swapper")
+    if idle >= 20:
+        return ("With %.0f%% of CPU time idle while every client had a request in flight, "
+                "this workload did not saturate the cores: it is limited by requests "
+                "waiting inside the server (for the commit pipeline or a lock), not by "
+                "CPU." % idle)
+    if libraries:
+        percent, dso = libraries[0]
+        label = dso.replace("[kernel.kallsyms]", "kernel").split(".so")[0]
+        return ("The cores were saturated (%.0f%% idle), and %s took the largest share of "
+                "the server's time (%.0f%%)." % (idle, label, percent))
+    return "The cores were saturated (%.0f%% idle)." % idle
+
+
+def profile_summary(work, name, title):
+    """Describe one workload's profile in sentences, or return [] without a profile."""
+    threads = read_profile(work / ("profile-%s-comm.txt" % name))
+    if not threads:
+        return []
+    shares = ", ".join("%s %.0f%%" % ("idle" if comm == "swapper" else comm, percent)
+                       for percent, comm in threads[:5])
+    lines = ["**%s.** Share of all CPU samples by process: %s." % (title, shares)]
+    libraries = read_profile(work / ("profile-%s-dso.txt" % name))
+    if libraries:
+        parts = []
+        for percent, dso in libraries[:7]:
+            role = library_role(dso)
+            label = dso.replace("[kernel.kallsyms]", "kernel").split(".so")[0]
+            parts.append("%s %.0f%%%s" % (label, percent, " (%s)" % role if role else ""))
+        lines[0] += " Inside stemedb-api: " + "; ".join(parts) + "."
+    lines[0] += " " + bottleneck_sentence(threads, libraries)
+    symbols = work / ("profile-%s-sym.txt" % name)
+    if symbols.exists() and symbols.read_text(encoding="utf-8").strip():
+        lines += ["", "```"] + symbols.read_text(encoding="utf-8").rstrip().splitlines() + ["```"]
+    return lines + [""]
 
 
 def profile_section(work):
     lines = []
-    for name, title in (("single", "single asserts"), ("batch", "batch ingest"),
-                        ("query", "authority-lens queries")):
-        comm = work / ("profile-%s-comm.txt" % name)
-        sym = work / ("profile-%s-sym.txt" % name)
-        if not comm.exists() or not comm.read_text(encoding="utf-8").strip():
-            continue
-        lines.append("CPU samples during %s, by thread name (all cores; `swapper` is idle "
-                     "time):" % title)
-        lines.append("")
-        lines.append("```")
-        lines += comm.read_text(encoding="utf-8").rstrip().splitlines()[:12]
-        lines.append("```")
-        lines.append("")
-        if sym.exists() and sym.read_text(encoding="utf-8").strip():
-            lines.append("Hottest functions (thread, object, symbol):")
-            lines.append("")
-            lines.append("```")
-            lines += sym.read_text(encoding="utf-8").rstrip().splitlines()[:15]
-            lines.append("```")
-            lines.append("")
+    for name, title in (("single", "Single asserts"), ("batch", "Batch ingest"),
+                        ("query", "Authority-lens queries")):
+        lines += profile_summary(work, name, title)
     if not lines:
         return ["No profile was taken in this run (perf is missing or cannot sample here)."]
     return ["`perf record -a -e cpu-clock` sampled every core for 4 s during an extra, "
-            "unmeasured run of each workload. Hardware counters are not available in this "
-            "virtual machine, so these are timer samples.", ""] + lines
+            "unmeasured run of each workload, after the driver had built its requests. "
+            "Hardware counters are not available in this virtual machine, so these are "
+            "timer samples. Idle is the kernel's idle task (`swapper`). The code blocks "
+            "list the hottest functions of stemedb-api as shares of its own samples.",
+            ""] + lines
 
 
 METHOD = """\
@@ -280,6 +340,9 @@ METHOD = """\
 - **Batch ingest**: `loadgen batch` sends the same kind of signed assertions to
   `POST /v1/assert/batch`, 500 per request, from 4 connections, and counts the
   `created` items of each response.
+- **Loading the query dataset**: `loadgen preload` builds and signs each batch while
+  the previous ones are in flight, so its time includes the driver's signing on the
+  same cores. PostgreSQL's time is `\\copy` of the finished rows plus `VACUUM ANALYZE`.
 - **Queries**: `loadgen preload` loads the query dataset through the batch endpoint,
   then wrk (Debian's package, script `bench/query.lua`) sends
   `GET /v1/query?subject=bench/q/<random>&predicate=bench_claim&lens=authority`

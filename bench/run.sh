@@ -196,14 +196,19 @@ run_loadgen() {
 
 bench_stemedb_writes() {
 	local run
+	metrics_snapshot start
 	for run in $(seq 1 "$runs"); do
 		run_loadgen stemedb_single "$run" single --count "$single_count" --clients "$clients" \
 			--tag "s$run" --max-seconds 60
 	done
+	metrics_snapshot single
 	for run in $(seq 1 "$runs"); do
 		run_loadgen stemedb_batch "$run" batch --count "$batch_count" --batch-size "$batch_size" \
 			--clients "$batch_clients" --tag "b$run" --max-seconds 120
 	done
+	metrics_snapshot batch
+	metrics_delta stemedb_single "$work/metrics-start.txt" "$work/metrics-single.txt"
+	metrics_delta stemedb_batch "$work/metrics-single.txt" "$work/metrics-batch.txt"
 }
 
 # Loads subjects x 10 claims through the batch endpoint and writes the same rows as
@@ -258,31 +263,58 @@ bench_stemedb_queries() {
 		"$python" -c 'import json, sys; print(json.load(sys.stdin).get("assertions_count", "unknown"))')"
 }
 
-# profile NAME COMMAND... samples every CPU with perf while COMMAND runs, so the page
-# can show where the time goes. Skipped when perf cannot sample on this machine.
+# profile NAME DELAY_MS COMMAND... samples every CPU with perf for 4 s, starting
+# DELAY_MS after COMMAND starts so that the driver's request generation is left out.
+# Skipped when perf cannot sample on this machine.
 profile() {
-	local name=$1
-	shift
+	local name=$1 delay=$2 data=$work/perf-$1.data
+	shift 2
 	if ! perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then
 		log "perf cannot sample here; skipping the $name profile"
 		return 0
 	fi
-	perf record -a -e cpu-clock -F 499 -o "$work/perf-$name.data" -- sleep 4 >/dev/null 2>&1 &
+	perf record -a -D "$delay" -e cpu-clock -F 499 -o "$data" -- sleep $((delay / 1000 + 5)) >/dev/null 2>&1 &
 	local perf_pid=$!
 	"$@" >/dev/null 2>&1 || log "the $name profiling load failed; the profile may be partial"
 	wait "$perf_pid" || true
-	perf report -i "$work/perf-$name.data" --stdio --sort comm --percent-limit 1 2>/dev/null |
+	perf report -i "$data" --stdio --sort comm --percent-limit 1 2>/dev/null |
 		grep -v '^#' | grep -v '^$' >"$work/profile-$name-comm.txt" || true
-	perf report -i "$work/perf-$name.data" --stdio --sort comm,dso,sym --percent-limit 1.5 2>/dev/null |
-		grep -v '^#' | grep -v '^$' | head -n 20 >"$work/profile-$name-sym.txt" || true
+	perf report -i "$data" --stdio --comms stemedb-api --percentage relative --sort dso \
+		--percent-limit 1 2>/dev/null | grep -v '^#' | grep -v '^$' >"$work/profile-$name-dso.txt" || true
+	perf report -i "$data" --stdio --comms stemedb-api --percentage relative --sort dso,sym \
+		--percent-limit 1 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 >"$work/profile-$name-sym.txt" || true
+	rm -f "$data"
 }
 
 profile_stemedb() {
-	profile single "$bin/loadgen" single --port "$port" --count 40000 --clients "$clients" \
-		--tag profile-single --max-seconds 6
-	profile batch "$bin/loadgen" batch --port "$port" --count 100000 --batch-size "$batch_size" \
-		--clients "$batch_clients" --tag profile-batch --max-seconds 6
-	profile query wrk -t2 -c"$clients" -d5s -s "$root/bench/query.lua" "http://127.0.0.1:$port" -- "$subjects"
+	profile single 2000 "$bin/loadgen" single --port "$port" --count 50000 --clients "$clients" \
+		--tag profile-single --max-seconds 10
+	profile batch 3000 "$bin/loadgen" batch --port "$port" --count 80000 --batch-size "$batch_size" \
+		--clients "$batch_clients" --tag profile-batch --max-seconds 10
+	profile query 1000 wrk -t2 -c"$clients" -d6s -s "$root/bench/query.lua" "http://127.0.0.1:$port" -- "$subjects"
+}
+
+# metrics_delta NAME BEFORE AFTER records the server's own view of the group commit
+# between two /metrics snapshots: assertions per WAL fdatasync and the mean fdatasync time.
+metrics_delta() {
+	local name=$1 before=$2 after=$3
+	awk -v name="$name" '
+		FNR == NR { first[$1] = $2; next }
+		{ delta[$1] = $2 - first[$1] }
+		END {
+			syncs = delta["stemedb_wal_fsync_latency_seconds_count"]
+			if (syncs > 0) {
+				printf "%s_wal_batch_avg\t1\t%.2f\n", name, delta["stemedb_wal_batch_size_sum"] / delta["stemedb_wal_batch_size_count"]
+				printf "%s_fsync_avg_us\t1\t%.1f\n", name, 1e6 * delta["stemedb_wal_fsync_latency_seconds_sum"] / syncs
+				printf "%s_fsyncs\t1\t%d\n", name, syncs
+			}
+		}' "$before" "$after" >>"$work/results.tsv"
+}
+
+metrics_snapshot() {
+	curl -s "http://127.0.0.1:$port/metrics" |
+		grep -E '^stemedb_wal_(batch_size|fsync_latency_seconds)_(sum|count) ' >"$work/metrics-$1.txt" ||
+		log "the /metrics snapshot $1 lacks the WAL batch and fdatasync series"
 }
 
 # ---- PostgreSQL 15 --------------------------------------------------------------------
@@ -419,6 +451,7 @@ describe_machine() {
 	meta data_dir_parent "${BENCH_DIR:-/tmp}"
 	meta libsodium "$(pkg-config --modversion libsodium 2>/dev/null || echo unknown)"
 	meta wrk "$(dpkg-query -W -f='${Version}' wrk 2>/dev/null)"
+	meta load_average "$(cut -d' ' -f1-3 /proc/loadavg)"
 	meta runs "$runs"
 	meta subjects "$subjects"
 	meta per_subject "$per_subject"
@@ -463,6 +496,7 @@ main() {
 	bench_pg_queries
 	stop_postgres
 
+	meta load_average_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 	meta total_seconds $(($(date +%s) - started))
 	"$python" "$root/bench/report.py" render "$work" "$output"
 	log "wrote $output in $(($(date +%s) - started)) s"
