@@ -41,6 +41,13 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_SHARDS",
         "STEMEDB_API_URL",
         "STEMEDB_KEY_FILE",
+        "STEMEDB_WAL_ARCHIVE_DIR",
+        "STEMEDB_WAL_ARCHIVE_COMMAND",
+        "STEMEDB_WAL_ARCHIVE_VERIFY_COMMAND",
+        "STEMEDB_WAL_ARCHIVE_INTERVAL_MS",
+        "STEMEDB_WAL_ARCHIVE_RETRY_INITIAL_MS",
+        "STEMEDB_WAL_ARCHIVE_RETRY_MAX_MS",
+        "STEMEDB_WAL_ARCHIVE_COMMAND_TIMEOUT_MS",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };
