@@ -161,3 +161,63 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Installation. `make install` copies the binaries, the systemd units, the sysusers
+# and tmpfiles entries, the operations docs and the example configurations.
+# PREFIX=/usr/local by default; DESTDIR stages the tree for a package. Only when
+# DESTDIR is empty does it create the stemedb user (systemd-sysusers), the
+# directories (systemd-tmpfiles) and, when systemd is running, reload it.
+# /etc/stemedb/stemedb.env is written only when missing, so local settings survive.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+DOCDIR ?= $(PREFIX)/share/doc/stemedb
+INSTALL_UNITS := $(wildcard systemd/*.service systemd/*.socket systemd/*.target systemd/*.timer)
+INSTALL_DOCS := $(wildcard docs/*.md docs/operations/*.md docs/operations/runbooks/*.md)
+INSTALL_EXAMPLES := examples/stemedb.env $(wildcard examples/nginx/* examples/prometheus/*)
+
+.PHONY: install uninstall
+install: $(BINS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/stemedb
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	@# The units name /usr/local paths; rewrite them for another PREFIX.
+	for unit in $(INSTALL_UNITS); do \
+	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/stemedb|$(DOCDIR)|g' \
+	    "$$unit" > "$(DESTDIR)$(UNITDIR)/$${unit##*/}" && \
+	  chmod 0644 "$(DESTDIR)$(UNITDIR)/$${unit##*/}" || exit 1; \
+	done
+	install -m 0644 systemd/sysusers.d/stemedb.conf $(DESTDIR)$(SYSUSERSDIR)/stemedb.conf
+	install -m 0644 systemd/tmpfiles.d/stemedb.conf $(DESTDIR)$(TMPFILESDIR)/stemedb.conf
+	for file in $(INSTALL_DOCS); do \
+	  install -D -m 0644 "$$file" "$(DESTDIR)$(DOCDIR)/$${file#docs/}" || exit 1; \
+	done
+	for file in $(INSTALL_EXAMPLES); do \
+	  install -D -m 0644 "$$file" "$(DESTDIR)$(DOCDIR)/$$file" || exit 1; \
+	done
+	test -e $(DESTDIR)$(SYSCONFDIR)/stemedb/stemedb.env || \
+	  install -m 0640 examples/stemedb.env $(DESTDIR)$(SYSCONFDIR)/stemedb/stemedb.env
+	@if [ -z "$(DESTDIR)" ]; then \
+	  set -e; \
+	  echo "systemd-sysusers $(SYSUSERSDIR)/stemedb.conf"; \
+	  systemd-sysusers $(SYSUSERSDIR)/stemedb.conf; \
+	  echo "systemd-tmpfiles --create $(TMPFILESDIR)/stemedb.conf"; \
+	  systemd-tmpfiles --create $(TMPFILESDIR)/stemedb.conf; \
+	  chgrp stemedb $(SYSCONFDIR)/stemedb/stemedb.env; \
+	  if [ -d /run/systemd/system ]; then echo "systemctl daemon-reload"; systemctl daemon-reload; fi; \
+	fi
+
+# Removes what `make install` copied. The data in /var/lib/stemedb, the settings
+# in /etc/stemedb and the stemedb user stay, because they belong to the operator.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,stemedb-api stemedb-ctl stemedb-gateway stemedb-walarchiver)
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(INSTALL_UNITS)))
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/stemedb.conf $(DESTDIR)$(TMPFILESDIR)/stemedb.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
+	@echo "uninstall: kept /var/lib/stemedb, $(SYSCONFDIR)/stemedb and the stemedb user"
