@@ -1,0 +1,206 @@
+#include "gw_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stemedb/config.h"
+#include "stemedb/daemon.h"
+#include "stemedb/ipc.h"
+
+/* Longest accepted admin token. A bearer token travels in one header line, so it has
+ * to fit well inside the gateway's header limit. */
+#define GW_ADMIN_TOKEN_MAX 1024
+static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+/* Fills the option table with pointers into cfg. */
+static size_t gw_config_options(struct gw_config *cfg, struct config_option *o)
+{
+	size_t n = 0;
+
+	o[n++] = (struct config_option){"STEMEDB_GATEWAY_LISTEN",
+	                                "gateway-listen",
+	                                CONFIG_ENDPOINT,
+	                                &cfg->listen,
+	                                "127.0.0.1:18181",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "host:port of the gateway's HTTP listener (internal port)"};
+	o[n++] = (struct config_option){"STEMEDB_API_LISTEN",
+	                                "api-listen",
+	                                CONFIG_ENDPOINT,
+	                                &cfg->api_listen,
+	                                "127.0.0.1:18180",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "host:port of stemedb-api, reported in the cluster status"};
+	o[n++] = (struct config_option){"STEMEDB_DATA_DIR",
+	                                "data-dir",
+	                                CONFIG_STRING,
+	                                &cfg->data_dir,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "data directory of the node; the run directory defaults to "
+	                                "DATA_DIR/run (default: $STATE_DIRECTORY, else ./var)"};
+	o[n++] = (struct config_option){"STEMEDB_RUN_DIR",
+	                                "run-dir",
+	                                CONFIG_STRING,
+	                                &cfg->run_dir,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "directory of api.sock (default: $RUNTIME_DIRECTORY, else "
+	                                "DATA_DIR/run)"};
+	o[n++] =
+	        (struct config_option){"STEMEDB_ADMIN_TOKEN",
+	                               NULL,
+	                               CONFIG_STRING,
+	                               &cfg->admin_token,
+	                               "",
+	                               0,
+	                               0,
+	                               NULL,
+	                               "bearer token that /v1/admin/* requires (environment only)"};
+	o[n++] = (struct config_option){"STEMEDB_LOG_LEVEL",
+	                                "log-level",
+	                                CONFIG_CHOICE,
+	                                &cfg->log_level_name,
+	                                "info",
+	                                0,
+	                                0,
+	                                log_level_choices,
+	                                "lowest level that is logged"};
+	o[n++] = (struct config_option){"STEMEDB_GATEWAY_IPC_TIMEOUT_MS",
+	                                "gateway-ipc-timeout-ms",
+	                                CONFIG_UINT,
+	                                &cfg->ipc_timeout_ms,
+	                                "1000",
+	                                10,
+	                                60000,
+	                                NULL,
+	                                "deadline of the health and status calls to stemedb-api, "
+	                                "in milliseconds"};
+	o[n++] = (struct config_option){"STEMEDB_GATEWAY_ADMIN_TIMEOUT_MS",
+	                                "gateway-admin-timeout-ms",
+	                                CONFIG_UINT,
+	                                &cfg->admin_timeout_ms,
+	                                "600000",
+	                                1000,
+	                                86400000,
+	                                NULL,
+	                                "deadline of compaction and backup calls to stemedb-api, "
+	                                "in milliseconds"};
+	o[n++] = (struct config_option){"STEMEDB_GATEWAY_ARCHIVE_STALL_MS",
+	                                "gateway-archive-stall-ms",
+	                                CONFIG_UINT,
+	                                &cfg->archive_stall_ms,
+	                                "300000",
+	                                1000,
+	                                86400000,
+	                                NULL,
+	                                "how long sealed WAL may wait for the archiver without the "
+	                                "archived offset moving before health reports it stalled, "
+	                                "in milliseconds"};
+	return n;
+}
+
+#define GW_CONFIG_OPTION_MAX 9
+
+static bool replace_string(char **target, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (copy == NULL)
+		return false;
+	free(*target);
+	*target = copy;
+	return true;
+}
+
+/* Rejects a token that cannot be sent in an Authorization header as one word. */
+static bool check_admin_token(const char *token, char *err, size_t err_size)
+{
+	size_t len = strlen(token);
+
+	if (len > GW_ADMIN_TOKEN_MAX) {
+		snprintf(err, err_size,
+		         "STEMEDB_ADMIN_TOKEN is %zu characters long; use at most %d "
+		         "(for instance the output of `openssl rand -hex 32`)",
+		         len, GW_ADMIN_TOKEN_MAX);
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)token[i];
+
+		if (c < 0x21 || c > 0x7e) {
+			snprintf(err, err_size,
+			         "STEMEDB_ADMIN_TOKEN contains byte 0x%02x at position %zu; use "
+			         "printable ASCII without spaces",
+			         c, i);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Derives the data and run directories the way every StemeDB daemon does, so that
+ * the gateway finds api.sock where stemedb-api created it. */
+static bool gw_config_resolve(struct gw_config *cfg, char *err, size_t err_size)
+{
+	char path[4096];
+
+	if (!log_level_parse(cfg->log_level_name, &cfg->log_level))
+		cfg->log_level = LOG_LEVEL_INFO;
+
+	if (cfg->data_dir[0] == '\0') {
+		if (!daemon_default_data_dir(path, sizeof(path))) {
+			snprintf(err, err_size,
+			         "$STATE_DIRECTORY is too long for a path; set STEMEDB_DATA_DIR");
+			return false;
+		}
+		if (!replace_string(&cfg->data_dir, path))
+			abort();
+	}
+	if (!daemon_resolve_run_dir(cfg->run_dir, cfg->data_dir, path, sizeof(path), err, err_size))
+		return false;
+	if (!replace_string(&cfg->run_dir, path))
+		abort();
+
+	if (!daemon_socket_path(cfg->run_dir, IPC_API_SOCKET_NAME, cfg->api_socket,
+	                        sizeof(cfg->api_socket), err, err_size))
+		return false;
+	return check_admin_token(cfg->admin_token, err, err_size);
+}
+
+bool gw_config_load(struct gw_config *cfg, int argc, char **argv, bool *help_requested, char *err,
+                    size_t err_size)
+{
+	struct config_option options[GW_CONFIG_OPTION_MAX];
+	size_t count;
+
+	memset(cfg, 0, sizeof(*cfg));
+	count = gw_config_options(cfg, options);
+	*help_requested = false;
+
+	if (!config_load(options, count, argc, argv, help_requested, err, err_size))
+		return false;
+
+	/* config_load has printed the usage already. */
+	if (*help_requested)
+		return true;
+	return gw_config_resolve(cfg, err, err_size);
+}
+
+void gw_config_free(struct gw_config *cfg)
+{
+	struct config_option options[GW_CONFIG_OPTION_MAX];
+	size_t count = gw_config_options(cfg, options);
+
+	config_free(options, count);
+	memset(cfg, 0, sizeof(*cfg));
+}

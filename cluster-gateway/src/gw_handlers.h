@@ -1,0 +1,17 @@
+#ifndef STEMEDB_GW_HANDLERS_H
+#define STEMEDB_GW_HANDLERS_H
+
+/* Endpoint handlers of stemedb-gateway. The dispatcher has already checked the route,
+ * the method, the absence of a query string and, for paths under /v1/admin/, the bearer token.
+ * Every handler replies exactly once, possibly after a job thread returns. */
+
+#include "gw_http.h"
+
+void gw_handle_health(struct gw_request *r);
+void gw_handle_metrics(struct gw_request *r);
+void gw_handle_cluster_status(struct gw_request *r);
+void gw_handle_admin_compact(struct gw_request *r);
+void gw_handle_admin_rebuild(struct gw_request *r);
+void gw_handle_admin_backup(struct gw_request *r);
+
+#endif

@@ -1,0 +1,141 @@
+#include "gw_ipc.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "gw_http.h"
+#include "gw_metrics.h"
+#include "stemedb/log.h"
+
+/* Reconnection waits inside one call's deadline. They are short because the deadline
+ * of a health call is about a second, and each call starts with a fresh client. */
+#define GW_IPC_BACKOFF_INITIAL_MS 50
+#define GW_IPC_BACKOFF_MAX_MS     200
+
+/* At most one failure line per second, so a monitor that polls a dead stemedb-api
+ * does not flood the journal. The metrics count every failure. */
+static atomic_llong last_failure_log_second;
+static atomic_ullong failures_not_logged;
+
+static const char *failure_reason(enum ipc_result result)
+{
+	switch (result) {
+	case IPC_ERR_TIMEOUT:
+		return "timeout";
+	case IPC_ERR_PROTOCOL:
+		return "protocol";
+	case IPC_ERR_REMOTE:
+		return "remote_error";
+	case IPC_OK:
+	case IPC_ERR_UNAVAILABLE:
+	case IPC_ERR_CLOSED:
+	case IPC_ERR_IO:
+		break;
+	}
+	return "unreachable";
+}
+
+static void log_failure(const struct gw_config *cfg, const char *call,
+                        const struct gw_ipc_status *status)
+{
+	long long now = (long long)time(NULL);
+	long long last = atomic_load(&last_failure_log_second);
+	unsigned long long skipped;
+
+	if (now == last || !atomic_compare_exchange_strong(&last_failure_log_second, &last, now)) {
+		atomic_fetch_add(&failures_not_logged, 1);
+		return;
+	}
+	skipped = atomic_exchange(&failures_not_logged, 0);
+	log_warn("IPC call %s to %s failed (%s): %s%s", call, cfg->api_socket,
+	         ipc_result_name(status->result), status->message,
+	         skipped > 0 ? " (and earlier failures, counted in "
+	                       "stemedb_gateway_ipc_errors_total)"
+	                     : "");
+}
+
+ipc_envelope *gw_ipc_call(const struct gw_config *cfg, const char *call, ipc_envelope *request,
+                          ipc_body_case expected, uint64_t timeout_ms, struct gw_ipc_status *status)
+{
+	const struct ipc_client_options options = {
+	        .socket_path = cfg->api_socket,
+	        .backoff_initial_ms = GW_IPC_BACKOFF_INITIAL_MS,
+	        .backoff_max_ms = GW_IPC_BACKOFF_MAX_MS,
+	};
+	struct ipc_client *client = ipc_client_new(&options);
+	const char *labels[] = {call};
+	ipc_envelope *reply = NULL;
+	uint64_t started = gw_now_ns();
+
+	status->remote_code = STEMEDB__IPC__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED;
+	status->message[0] = '\0';
+	status->result =
+	        ipc_client_call(client, request, expected, (uint32_t)timeout_ms, &reply,
+	                        &status->remote_code, status->message, sizeof(status->message));
+	ipc_client_free(client);
+	histogram_observe(metrics_family_histogram(gw_metrics.ipc_duration, labels),
+	                  (double)(gw_now_ns() - started) / 1e9);
+
+	if (status->result == IPC_OK)
+		return reply;
+
+	ipc_envelope_free(reply);
+	if (status->message[0] == '\0')
+		snprintf(status->message, sizeof(status->message), "%s",
+		         ipc_result_name(status->result));
+	gw_metrics_ipc_error(call, failure_reason(status->result));
+	log_failure(cfg, call, status);
+	return NULL;
+}
+
+ipc_envelope *gw_ipc_stats(const struct gw_config *cfg, struct gw_ipc_status *status)
+{
+	Stemedb__Ipc__V1__StatsRequest body = STEMEDB__IPC__V1__STATS_REQUEST__INIT;
+	ipc_envelope request = STEMEDB__IPC__V1__ENVELOPE__INIT;
+
+	request.body_case = STEMEDB__IPC__V1__ENVELOPE__BODY_STATS_REQUEST;
+	request.stats_request = &body;
+	return gw_ipc_call(cfg, "stats", &request, STEMEDB__IPC__V1__ENVELOPE__BODY_STATS_RESPONSE,
+	                   cfg->ipc_timeout_ms, status);
+}
+
+ipc_envelope *gw_ipc_compact(const struct gw_config *cfg, struct gw_ipc_status *status)
+{
+	Stemedb__Ipc__V1__CompactRequest body = STEMEDB__IPC__V1__COMPACT_REQUEST__INIT;
+	ipc_envelope request = STEMEDB__IPC__V1__ENVELOPE__INIT;
+
+	request.body_case = STEMEDB__IPC__V1__ENVELOPE__BODY_COMPACT_REQUEST;
+	request.compact_request = &body;
+	return gw_ipc_call(cfg, "compact", &request,
+	                   STEMEDB__IPC__V1__ENVELOPE__BODY_COMPACT_RESPONSE, cfg->admin_timeout_ms,
+	                   status);
+}
+
+ipc_envelope *gw_ipc_rebuild_indexes(const struct gw_config *cfg, struct gw_ipc_status *status)
+{
+	Stemedb__Ipc__V1__RebuildIndexesRequest body =
+	        STEMEDB__IPC__V1__REBUILD_INDEXES_REQUEST__INIT;
+	ipc_envelope request = STEMEDB__IPC__V1__ENVELOPE__INIT;
+
+	request.body_case = STEMEDB__IPC__V1__ENVELOPE__BODY_REBUILD_INDEXES_REQUEST;
+	request.rebuild_indexes_request = &body;
+	return gw_ipc_call(cfg, "rebuild_indexes", &request,
+	                   STEMEDB__IPC__V1__ENVELOPE__BODY_REBUILD_INDEXES_RESPONSE,
+	                   cfg->ipc_timeout_ms, status);
+}
+
+ipc_envelope *gw_ipc_create_checkpoint(const struct gw_config *cfg, const char *target_dir,
+                                       struct gw_ipc_status *status)
+{
+	Stemedb__Ipc__V1__CreateCheckpointRequest body =
+	        STEMEDB__IPC__V1__CREATE_CHECKPOINT_REQUEST__INIT;
+	ipc_envelope request = STEMEDB__IPC__V1__ENVELOPE__INIT;
+
+	body.target_dir = (char *)target_dir;
+	request.body_case = STEMEDB__IPC__V1__ENVELOPE__BODY_CREATE_CHECKPOINT_REQUEST;
+	request.create_checkpoint_request = &body;
+	return gw_ipc_call(cfg, "create_checkpoint", &request,
+	                   STEMEDB__IPC__V1__ENVELOPE__BODY_CREATE_CHECKPOINT_RESPONSE,
+	                   cfg->admin_timeout_ms, status);
+}

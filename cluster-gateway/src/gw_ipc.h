@@ -1,0 +1,34 @@
+#ifndef STEMEDB_GW_IPC_H
+#define STEMEDB_GW_IPC_H
+
+/* Calls from the gateway to stemedb-api over api.sock. Each call opens its own
+ * connection, so calls on different job threads never wait for each other, and
+ * records its latency and failures in the gateway's metrics. Only job threads call
+ * these functions, because they block for up to the deadline. */
+
+#include <stdint.h>
+
+#include "gw_config.h"
+#include "stemedb/ipc.h"
+
+struct gw_ipc_status {
+	enum ipc_result result;
+	Stemedb__Ipc__V1__ErrorCode remote_code; /* set when result is IPC_ERR_REMOTE */
+	char message[512];                       /* why the call failed, for replies */
+};
+
+/* Sends request (its body set by the caller) and returns the reply whose body is
+ * expected, or NULL with the cause in *status. call names the call in metrics and
+ * logs ("stats", "compact", ...). Free the reply with ipc_envelope_free. */
+ipc_envelope *gw_ipc_call(const struct gw_config *cfg, const char *call, ipc_envelope *request,
+                          ipc_body_case expected, uint64_t timeout_ms,
+                          struct gw_ipc_status *status);
+
+/* Convenience wrappers around gw_ipc_call for the calls the gateway makes. */
+ipc_envelope *gw_ipc_stats(const struct gw_config *cfg, struct gw_ipc_status *status);
+ipc_envelope *gw_ipc_compact(const struct gw_config *cfg, struct gw_ipc_status *status);
+ipc_envelope *gw_ipc_rebuild_indexes(const struct gw_config *cfg, struct gw_ipc_status *status);
+ipc_envelope *gw_ipc_create_checkpoint(const struct gw_config *cfg, const char *target_dir,
+                                       struct gw_ipc_status *status);
+
+#endif
