@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_backup.h"
 #include "stemedb/log.h"
 
 static const char usage_text[] =
@@ -20,6 +21,9 @@ static const char usage_text[] =
         "  skeptic   show the conflicting claims of a subject and predicate\n"
         "  health    show the node's health\n"
         "  import    turn a JSON or JSON Lines file into signed assertions\n"
+        "  backup    take a consistent backup of a running node\n"
+        "  verify    check a backup or a data directory offline\n"
+        "  restore   restore a backup, optionally up to a point in time\n"
         "\n"
         "Options:\n"
         "  --url URL   server base URL (default $STEMEDB_API_URL, else " CTL_DEFAULT_URL ")\n"
@@ -49,6 +53,16 @@ static const struct {
         {"health", ctl_cmd_health}, {"import", ctl_cmd_import},
 };
 
+/* Commands that work on local files and sockets, not through the HTTP API. */
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} local_commands[] = {
+        {"backup", ctl_cmd_backup},
+        {"verify", ctl_cmd_verify},
+        {"restore", ctl_cmd_restore},
+};
+
 static int run_http_command(http_command_fn run, const char *url, int argc, char **argv)
 {
 	struct ctl_http *http = ctl_http_new(url);
@@ -67,6 +81,10 @@ static int dispatch(const char *url, int argc, char **argv)
 
 	if (strcmp(command, "keygen") == 0)
 		return ctl_cmd_keygen(argc, argv);
+	for (size_t i = 0; i < sizeof(local_commands) / sizeof(local_commands[0]); i++) {
+		if (strcmp(command, local_commands[i].name) == 0)
+			return local_commands[i].run(argc, argv);
+	}
 	for (size_t i = 0; i < sizeof(http_commands) / sizeof(http_commands[0]); i++) {
 		if (strcmp(command, http_commands[i].name) == 0)
 			return run_http_command(http_commands[i].run, url, argc, argv);
