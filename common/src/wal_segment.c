@@ -165,19 +165,40 @@ static enum wal_segment_result check_header(const char *path, const struct mappe
 	return WAL_SEGMENT_OK;
 }
 
+/* Looks for a valid record at any byte position after pos, as the WAL's own recovery
+ * does, so that a damaged length field cannot hide later records and make damage look
+ * like a half-written tail. */
+static bool valid_record_after(const struct mapped_file *map, size_t pos, size_t *found)
+{
+	for (size_t p = pos + 1; p + WAL_SEGMENT_RECORD_HEADER_SIZE <= map->size; p++) {
+		if (record_size_at(map->data, map->size, p) > 0) {
+			*found = p;
+			return true;
+		}
+	}
+	return false;
+}
+
 static enum wal_segment_result scan_records(const char *path, const struct mapped_file *map,
                                             bool allow_tail, wal_segment_record_fn fn, void *ctx,
                                             struct wal_segment_info *info, char *err,
                                             size_t err_size)
 {
-	size_t pos = WAL_SEGMENT_HEADER_SIZE;
+	size_t pos = WAL_SEGMENT_HEADER_SIZE, later = 0;
 
 	while (pos < map->size) {
 		size_t size = record_size_at(map->data, map->size, pos);
 		uint64_t offset = info->base + pos - WAL_SEGMENT_HEADER_SIZE;
 
-		if (size == 0 && allow_tail)
+		if (size == 0 && allow_tail && !valid_record_after(map, pos, &later))
 			break;
+		if (size == 0 && allow_tail)
+			return fail(err, err_size, WAL_SEGMENT_CORRUPT,
+			            "WAL segment %s: invalid record at byte %zu (global offset "
+			            "%" PRIu64
+			            ") is followed by a valid record at byte %zu, so it is "
+			            "damage, not a half-written tail",
+			            path, pos, offset, later);
 		if (size == 0)
 			return fail(err, err_size, WAL_SEGMENT_CORRUPT,
 			            "WAL segment %s: invalid record at byte %zu (global offset "

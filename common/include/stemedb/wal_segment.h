@@ -38,7 +38,8 @@ struct wal_segment_info {
 typedef bool (*wal_segment_record_fn)(void *ctx, uint64_t offset, uint64_t next_offset,
                                       uint8_t type, const uint8_t *payload, size_t payload_len);
 
-/* Scans the segment at path. With allow_tail, an invalid record ends the scan with
+/* Scans the segment at path. With allow_tail, an invalid record that no valid record
+ * follows (checked at every later byte position) ends the scan with
  * WAL_SEGMENT_OK and info->valid_size marks where it starts; that is how the active
  * segment of a running node is read, since its last record may be half written.
  * Without allow_tail, any invalid record or trailing byte is corruption. fn may be NULL. */
