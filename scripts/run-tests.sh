@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the test layers against the binaries in BUILD and prints one closing line
-# "tests: N passed, N failed". Usage: run-tests.sh BUILD [unit|python|crash]...
+# "tests: N passed, N failed". Usage: run-tests.sh BUILD [unit|python|crash|systemd]...
 # With no layer named, runs all of them. Every layer runs even if an earlier one fails.
 set -uo pipefail
 
-build=${1:?usage: run-tests.sh BUILD [unit|python|crash]...}
+build=${1:?usage: run-tests.sh BUILD [unit|python|crash|systemd]...}
 shift
 layers=("$@")
-[ ${#layers[@]} -eq 0 ] && layers=(unit python crash)
+[ ${#layers[@]} -eq 0 ] && layers=(unit python crash systemd)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 export STEMEDB_BUILD="$root/$build"
@@ -66,7 +66,9 @@ for layer in "${layers[@]}"; do
     unit) run_unit ;;
     python) run_pytest python "$root/tests/vectors" "$root/tests/integration" ;;
     crash) run_pytest crash "$root/tests/crash" ;;
-    *) echo "run-tests: unknown layer '$layer'; use unit, python or crash" >&2; exit 2 ;;
+    # Boots systemd in private namespaces (root only; skipped otherwise).
+    systemd) run_pytest systemd "$root/tests/systemd" ;;
+    *) echo "run-tests: unknown layer '$layer'; use unit, python, crash or systemd" >&2; exit 2 ;;
   esac
 done
 
