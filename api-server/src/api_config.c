@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "stemedb/config.h"
+#include "stemedb/daemon.h"
 
 #define KIB 1024.0
 #define MIB (1024.0 * 1024.0)
@@ -13,6 +14,16 @@
 
 static const char *const durability_choices[] = {"immediate", "eventual", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+/* $STATE_DIRECTORY under systemd (StateDirectory=), else ./var. */
+static const char *default_data_dir(void)
+{
+	static char dir[4096];
+
+	if (!daemon_default_data_dir(dir, sizeof(dir)))
+		snprintf(dir, sizeof(dir), "./var");
+	return dir;
+}
 
 /* Fills the option table with pointers into cfg. The table is rebuilt for each call
  * because its targets are the fields of one particular struct. */
@@ -24,7 +35,7 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                "data-dir",
 	                                CONFIG_STRING,
 	                                &cfg->data_dir,
-	                                "./var",
+	                                default_data_dir(),
 	                                0,
 	                                0,
 	                                NULL,
@@ -158,10 +169,39 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                1000000,
 	                                NULL,
 	                                "maximum open client connections"};
+	o[n++] = (struct config_option){"STEMEDB_RUN_DIR",
+	                                "run-dir",
+	                                CONFIG_STRING,
+	                                &cfg->run_dir,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "directory of api.sock (default: $RUNTIME_DIRECTORY under "
+	                                "systemd, else DATA_DIR/run)"};
+	o[n++] = (struct config_option){"STEMEDB_WAL_ARCHIVE",
+	                                "wal-archive",
+	                                CONFIG_BOOL,
+	                                &cfg->wal_archive,
+	                                "false",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "keep each sealed WAL segment until stemedb-walarchiver "
+	                                "reports it archived"};
+	o[n++] = (struct config_option){"STEMEDB_IPC_MAX_FRAME_BYTES",
+	                                "ipc-max-frame-bytes",
+	                                CONFIG_UINT,
+	                                &cfg->ipc_max_frame,
+	                                "16777216",
+	                                4096,
+	                                1073741824,
+	                                NULL,
+	                                "largest IPC frame accepted or sent on api.sock, in bytes"};
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX 16
+#define API_CONFIG_OPTION_MAX 20
 
 /* Derives the values that depend on others: enums from their names, the WAL directory
  * from the data directory, the thread count from the CPU count. */

@@ -30,6 +30,9 @@ struct api_config {
 	uint64_t read_timeout_ms;
 	uint64_t idle_timeout_ms;
 	uint64_t max_connections;
+	char *run_dir;          /* empty: $RUNTIME_DIRECTORY, else $data_dir/run */
+	bool wal_archive;       /* sealed WAL segments wait for the archiver's watermark */
+	uint64_t ipc_max_frame; /* frame limit of api.sock, in bytes */
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

@@ -544,6 +544,32 @@ static bool apply_group(struct commit_pipeline *p, struct new_record *items, siz
 	return store_batch_commit(p->store, p->batch, count, err, sizeof(err)) == STORE_OK;
 }
 
+/* Hands the stored records to the on_ingested hook. Records follow each other in the
+ * WAL from first_offset on, each taking its header and payload in offset space. */
+static void report_ingested(struct commit_pipeline *p, const struct new_record *items, size_t count,
+                            uint64_t first_offset)
+{
+	struct commit_ingested *out;
+	uint64_t offset = first_offset;
+
+	if (p->options.on_ingested == NULL) {
+		return;
+	}
+	out = malloc(count * sizeof(*out));
+	if (out == NULL) {
+		abort();
+	}
+	for (size_t i = 0; i < count; i++) {
+		out[i].hash = items[i].req->hash;
+		out[i].hlc = items[i].hlc;
+		out[i].wal_offset = offset;
+		out[i].envelope_bytes = items[i].envelope_len;
+		offset += WAL_RECORD_HEADER_SIZE + items[i].envelope_len;
+	}
+	p->options.on_ingested(p->options.on_ingested_ctx, out, count);
+	free(out);
+}
+
 /* Writes, syncs and applies the new records of one group. Returns the stage that
  * failed, or NULL. */
 static const char *write_group(struct commit_pipeline *p, struct new_record *items, size_t count)
@@ -564,6 +590,7 @@ static const char *write_group(struct commit_pipeline *p, struct new_record *ite
 		return "store";
 	}
 
+	report_ingested(p, items, count, before.end_offset);
 	wal_get_stats(p->wal, &after);
 	histogram_observe(metrics.batch_size, (double)count);
 	metric_add(metrics.writes, (double)count);

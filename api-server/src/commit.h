@@ -35,6 +35,14 @@ struct commit_request {
 	struct commit_request *next; /* queue link, owned by the pipeline while queued */
 };
 
+/* One newly stored assertion, reported to commit_options.on_ingested. */
+struct commit_ingested {
+	const uint8_t *hash; /* STEMEDB_HASH_LEN bytes, valid only during the call */
+	struct hlc_stamp hlc;
+	uint64_t wal_offset;     /* global WAL offset of the record */
+	uint64_t envelope_bytes; /* size of the stored envelope */
+};
+
 struct commit_options {
 	const char *wal_dir;
 	uint64_t segment_bytes; /* WAL segment size before rotation */
@@ -46,6 +54,11 @@ struct commit_options {
 	bool (*segment_retention)(void *ctx, const char *path, uint64_t base_offset,
 	                          uint64_t end_offset);
 	void *segment_retention_ctx;
+	/* Optional: called on the writer thread after each group is durable and applied,
+	 * before the requests complete, with every assertion the group stored. It must not
+	 * block (for instance it queues events for IPC subscribers). */
+	void (*on_ingested)(void *ctx, const struct commit_ingested *items, size_t count);
+	void *on_ingested_ctx;
 };
 
 struct commit_pipeline;

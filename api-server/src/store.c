@@ -718,3 +718,309 @@ enum store_result store_flush(struct store *s, char *err, size_t err_size)
 	rocksdb_flushoptions_destroy(options);
 	return rc;
 }
+
+/* ---- administration: watermark, envelopes, compaction, checkpoints, rebuild ---- */
+
+#define STORE_ARCHIVED_KEY  "wal_archived"
+#define STORE_REBUILD_BATCH 1000
+
+static enum store_result get_u64(struct store *s, const char *key, uint64_t *out)
+{
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc = get_pinned(s, CF_DEFAULT, key, strlen(key), &slice);
+	const char *value;
+	size_t len;
+
+	*out = 0;
+	if (rc != STORE_OK) {
+		return rc == STORE_NOT_FOUND ? STORE_OK : rc;
+	}
+	value = rocksdb_pinnableslice_value(slice, &len);
+	if (len != 8) {
+		log_error("the value of %s in %s is %zu bytes long instead of 8", key, s->path,
+		          len);
+		rc = STORE_ERROR;
+	} else {
+		*out = load_u64le((const uint8_t *)value);
+	}
+	rocksdb_pinnableslice_destroy(slice);
+	return rc;
+}
+
+enum store_result store_get_archived_watermark(struct store *s, uint64_t *watermark)
+{
+	return get_u64(s, STORE_ARCHIVED_KEY, watermark);
+}
+
+enum store_result store_set_archived_watermark(struct store *s, uint64_t watermark, char *err,
+                                               size_t err_size)
+{
+	uint8_t value[8];
+	char *error = NULL;
+
+	store_u64le(value, watermark);
+	rocksdb_put_cf(s->db, s->write_options, s->cf[CF_DEFAULT], STORE_ARCHIVED_KEY,
+	               strlen(STORE_ARCHIVED_KEY), (const char *)value, sizeof(value), &error);
+	if (error != NULL) {
+		set_err(err, err_size, "rocksdb_put_cf() of %s in %s failed: %s",
+		        STORE_ARCHIVED_KEY, s->path, error);
+		log_error("rocksdb_put_cf() of %s in %s failed: %s", STORE_ARCHIVED_KEY, s->path,
+		          error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+enum store_result store_get_envelope(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
+                                     struct buf *out)
+{
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc = get_pinned(s, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, &slice);
+	const char *value;
+	size_t len;
+
+	if (rc != STORE_OK) {
+		return rc;
+	}
+	value = rocksdb_pinnableslice_value(slice, &len);
+	buf_append(out, value, len);
+	rocksdb_pinnableslice_destroy(slice);
+	return STORE_OK;
+}
+
+enum store_result store_compact(struct store *s)
+{
+	for (int cf = 0; cf < CF_COUNT; cf++) {
+		rocksdb_compact_range_cf(s->db, s->cf[cf], NULL, 0, NULL, 0);
+	}
+	log_info("compacted every column family of %s", s->path);
+	return STORE_OK;
+}
+
+/* Opens a checkpoint read-only and reads the WAL cursor and assertion count it
+ * contains, because writes that ran during the checkpoint may be in it too. */
+static enum store_result read_checkpoint(struct store *s, const char *dir, uint64_t *cursor,
+                                         uint64_t *count, char *err, size_t err_size)
+{
+	struct store probe = {.path = (char *)dir};
+	char *error = NULL;
+	enum store_result rc;
+
+	probe.db_options = s->db_options;
+	probe.read_options = s->read_options;
+	probe.db = rocksdb_open_for_read_only_column_families(
+	        s->db_options, dir, CF_COUNT, CF_NAMES,
+	        (const rocksdb_options_t *const *)s->cf_options, probe.cf, 0, &error);
+	if (error != NULL) {
+		set_err(err, err_size, "opening the checkpoint %s read-only failed: %s", dir,
+		        error);
+		log_error("rocksdb_open_for_read_only_column_families() of %s failed: %s", dir,
+		          error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+
+	rc = store_get_cursor(&probe, cursor);
+	if (rc == STORE_OK) {
+		rc = count_assertions(&probe, count);
+	}
+	if (rc != STORE_OK) {
+		set_err(err, err_size, "reading the checkpoint %s failed; see the log", dir);
+	}
+	for (int i = 0; i < CF_COUNT; i++) {
+		rocksdb_column_family_handle_destroy(probe.cf[i]);
+	}
+	rocksdb_close(probe.db);
+	return rc;
+}
+
+enum store_result store_checkpoint(struct store *s, const char *dir, uint64_t *cursor,
+                                   uint64_t *count, char *err, size_t err_size)
+{
+	rocksdb_checkpoint_t *checkpoint;
+	char *error = NULL;
+
+	if (store_flush(s, err, err_size) != STORE_OK) {
+		return STORE_ERROR;
+	}
+	checkpoint = rocksdb_checkpoint_object_create(s->db, &error);
+	if (error == NULL) {
+		/* log_size_for_flush 0 flushes memtables first, so no RocksDB WAL is needed. */
+		rocksdb_checkpoint_create(checkpoint, dir, 0, &error);
+		rocksdb_checkpoint_object_destroy(checkpoint);
+	}
+	if (error != NULL) {
+		set_err(err, err_size, "creating a RocksDB checkpoint in %s failed: %s", dir,
+		        error);
+		log_error("rocksdb_checkpoint_create() into %s failed: %s", dir, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return read_checkpoint(s, dir, cursor, count, err, err_size);
+}
+
+static enum store_result write_batch(struct store *s, rocksdb_writebatch_t *wb)
+{
+	char *error = NULL;
+
+	rocksdb_write(s->db, s->write_options, wb, &error);
+	rocksdb_writebatch_clear(wb);
+	if (error != NULL) {
+		log_error("rocksdb_write() of an index rebuild batch to %s failed: %s", s->path,
+		          error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+/* Computes the sp_index key and value of a stored envelope. */
+static bool index_entry(const uint8_t *envelope, size_t len, const uint8_t *hash, struct buf *key,
+                        struct buf *value)
+{
+	struct assertion a;
+	struct hlc_stamp hlc;
+	struct candidate c;
+	bool ok;
+
+	assertion_init(&a);
+	ok = assertion_decode_envelope(envelope, len, &a, &hlc);
+	if (ok) {
+		memset(&c, 0, sizeof(c));
+		candidate_from_assertion(&c, &a, hash, &hlc);
+		build_prefix(key, a.subject, a.subject_len, a.predicate, a.predicate_len);
+		buf_put_u64be(key, a.timestamp);
+		buf_append(key, hash, STEMEDB_HASH_LEN);
+		encode_candidate(&c, value);
+		free(c.object.text);
+	}
+	assertion_free(&a);
+	return ok;
+}
+
+/* Phase 1: writes the index entry of every stored assertion, in batches. */
+static enum store_result rebuild_put_all(struct store *s, _Atomic uint64_t *done)
+{
+	rocksdb_readoptions_t *options = rocksdb_readoptions_create();
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	enum store_result rc = STORE_OK;
+	rocksdb_iterator_t *it;
+	struct buf key, value;
+	size_t pending = 0;
+
+	buf_init(&key);
+	buf_init(&value);
+	rocksdb_readoptions_set_fill_cache(options, 0);
+	it = rocksdb_create_iterator_cf(s->db, options, s->cf[CF_ASSERTIONS]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == STORE_OK;
+	     rocksdb_iter_next(it)) {
+		size_t hash_len, len;
+		const uint8_t *hash = (const uint8_t *)rocksdb_iter_key(it, &hash_len);
+		const uint8_t *envelope = (const uint8_t *)rocksdb_iter_value(it, &len);
+
+		buf_reset(&key);
+		buf_reset(&value);
+		if (hash_len != STEMEDB_HASH_LEN ||
+		    !index_entry(envelope, len, hash, &key, &value)) {
+			log_error(
+			        "a stored assertion in %s does not decode; the index rebuild stops",
+			        s->path);
+			rc = STORE_ERROR;
+			break;
+		}
+		rocksdb_writebatch_put_cf(wb, s->cf[CF_SP_INDEX], (const char *)key.data, key.len,
+		                          (const char *)value.data, value.len);
+		atomic_fetch_add(done, 1);
+		if (++pending == STORE_REBUILD_BATCH) {
+			rc = write_batch(s, wb);
+			pending = 0;
+		}
+	}
+	if (rc == STORE_OK && pending > 0) {
+		rc = write_batch(s, wb);
+	}
+
+	rocksdb_iter_destroy(it);
+	rocksdb_writebatch_destroy(wb);
+	rocksdb_readoptions_destroy(options);
+	buf_free(&key);
+	buf_free(&value);
+	return rc;
+}
+
+/* True when key is exactly the index key of the stored assertion it names. */
+static bool index_key_current(struct store *s, const uint8_t *key, size_t key_len)
+{
+	const uint8_t *hash = key + key_len - STEMEDB_HASH_LEN;
+	rocksdb_pinnableslice_t *slice;
+	struct buf expected, value;
+	const char *envelope;
+	size_t len;
+	bool current;
+
+	if (key_len < STORE_INDEX_SUFFIX_LEN ||
+	    get_pinned(s, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, &slice) != STORE_OK) {
+		return false;
+	}
+	buf_init(&expected);
+	buf_init(&value);
+	envelope = rocksdb_pinnableslice_value(slice, &len);
+	current = index_entry((const uint8_t *)envelope, len, hash, &expected, &value) &&
+	          expected.len == key_len && memcmp(expected.data, key, key_len) == 0;
+	rocksdb_pinnableslice_destroy(slice);
+	buf_free(&expected);
+	buf_free(&value);
+	return current;
+}
+
+/* Phase 2: deletes index keys that no stored assertion produces. */
+static enum store_result rebuild_delete_stale(struct store *s, uint64_t *deleted)
+{
+	rocksdb_readoptions_t *options = rocksdb_readoptions_create();
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	enum store_result rc = STORE_OK;
+	rocksdb_iterator_t *it;
+	size_t pending = 0;
+
+	rocksdb_readoptions_set_fill_cache(options, 0);
+	it = rocksdb_create_iterator_cf(s->db, options, s->cf[CF_SP_INDEX]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && rc == STORE_OK;
+	     rocksdb_iter_next(it)) {
+		size_t key_len;
+		const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &key_len);
+
+		if (index_key_current(s, key, key_len)) {
+			continue;
+		}
+		rocksdb_writebatch_delete_cf(wb, s->cf[CF_SP_INDEX], (const char *)key, key_len);
+		(*deleted)++;
+		if (++pending == STORE_REBUILD_BATCH) {
+			rc = write_batch(s, wb);
+			pending = 0;
+		}
+	}
+	if (rc == STORE_OK && pending > 0) {
+		rc = write_batch(s, wb);
+	}
+
+	rocksdb_iter_destroy(it);
+	rocksdb_writebatch_destroy(wb);
+	rocksdb_readoptions_destroy(options);
+	return rc;
+}
+
+enum store_result store_rebuild_index(struct store *s, _Atomic uint64_t *done, char *err,
+                                      size_t err_size)
+{
+	uint64_t deleted = 0;
+
+	if (rebuild_put_all(s, done) != STORE_OK || rebuild_delete_stale(s, &deleted) != STORE_OK) {
+		set_err(err, err_size, "rebuilding the index of %s failed; see the log", s->path);
+		return STORE_ERROR;
+	}
+	log_info("rebuilt the subject/predicate index of %s: %" PRIu64
+	         " assertions indexed, %" PRIu64 " stale keys deleted",
+	         s->path, atomic_load(done), deleted);
+	return STORE_OK;
+}

@@ -11,6 +11,7 @@
 
 #include "candidate.h"
 #include "stemedb/assertion.h"
+#include "stemedb/buf.h"
 
 enum store_result { STORE_OK = 0, STORE_NOT_FOUND, STORE_ERROR };
 
@@ -66,5 +67,33 @@ enum store_result store_batch_commit(struct store *s, struct store_batch *b,
 
 /* Flushes memtables so that everything applied so far survives without the WAL. */
 enum store_result store_flush(struct store *s, char *err, size_t err_size);
+
+/* Archived WAL watermark (key "wal_archived" in the default column family): the global
+ * offset up to which sealed segments are archived. 0 when never set. The put skips
+ * RocksDB's own WAL like every other write, so a crash can lose a recent value; the
+ * watermark then moves back, which only keeps segments longer. */
+enum store_result store_get_archived_watermark(struct store *s, uint64_t *watermark);
+enum store_result store_set_archived_watermark(struct store *s, uint64_t watermark, char *err,
+                                               size_t err_size);
+
+/* Appends the stored envelope of one assertion to out. */
+enum store_result store_get_envelope(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
+                                     struct buf *out);
+
+/* Compacts the whole key range of every column family; blocks until done. */
+enum store_result store_compact(struct store *s);
+
+/* Flushes, then writes a RocksDB checkpoint into dir (which must not exist; hard links
+ * need the same file system). Reads back the WAL cursor and assertion count that the
+ * checkpoint contains. */
+enum store_result store_checkpoint(struct store *s, const char *dir, uint64_t *cursor,
+                                   uint64_t *count, char *err, size_t err_size);
+
+/* Rewrites the sp_index entry of every stored assertion in batches, then deletes every
+ * index key that no stored assertion produces. Concurrent commits stay correct, because
+ * they write an assertion and its index key in one batch and both phases only write
+ * what the stored assertions imply. *done counts the assertions indexed so far. */
+enum store_result store_rebuild_index(struct store *s, _Atomic uint64_t *done, char *err,
+                                      size_t err_size);
 
 #endif
