@@ -76,7 +76,7 @@ struct archiver *archiver_new(const struct archiver_config *cfg, const char *api
 		abort();
 	pthread_once(&metrics_once, register_metrics);
 	a->cfg = cfg;
-	a->ipc = ipc_client_new(&options);
+	a->ipc = api_socket != NULL ? ipc_client_new(&options) : NULL;
 	a->metrics_path = metrics_path != NULL ? strdup(metrics_path) : NULL;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->wake, NULL);
@@ -87,7 +87,8 @@ void archiver_free(struct archiver *a)
 {
 	if (a == NULL)
 		return;
-	ipc_client_free(a->ipc);
+	if (a->ipc != NULL)
+		ipc_client_free(a->ipc);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->wake);
 	free(a->metrics_path);
@@ -131,7 +132,7 @@ static void load_watermark(struct archiver *a)
 	ipc_envelope *reply = NULL;
 	char err[512];
 
-	if (a->watermark_loaded)
+	if (a->watermark_loaded || a->ipc == NULL)
 		return;
 	if (ipc_call_get_archived_watermark(a->ipc, IPC_DEADLINE_QUICK_MS, &reply, err,
 	                                    sizeof(err)) != IPC_OK)
@@ -152,6 +153,8 @@ static void report_watermark(struct archiver *a)
 	ipc_envelope *reply = NULL;
 	char err[512];
 
+	if (a->ipc == NULL)
+		return;
 	if (ipc_call_set_archived_watermark(a->ipc, a->watermark, IPC_DEADLINE_QUICK_MS, &reply,
 	                                    err, sizeof(err)) != IPC_OK) {
 		if (!a->report_failed)
@@ -224,9 +227,11 @@ static enum archiver_result ship_segment(struct archiver *a, uint64_t base, uint
 	if (!already)
 		metric_inc(metrics.archived);
 	metric_set(metrics.last_success, (double)time(NULL));
-	log_info("%s %s: %" PRIu64 " bytes, offsets %" PRIu64 " to %" PRIu64,
-	         already ? "already archived, copy verified:" : "archived and verified",
-	         a->failed_segment, segment.size, base, segment.end);
+	log_info("segment %s %s: %" PRIu64 " bytes, offsets %" PRIu64 " to %" PRIu64,
+	         a->failed_segment,
+	         already ? "was already in the archive with identical bytes"
+	                 : "archived and verified",
+	         segment.size, base, segment.end);
 	return ARCHIVER_OK;
 }
 

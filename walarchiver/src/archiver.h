@@ -79,6 +79,8 @@ enum archiver_result archive_with_command(const struct archive_segment *segment,
 /* archiver.c: the archiving loop on its own thread. */
 struct archiver;
 
+/* api_socket NULL leaves out every IPC call (the watermark is then neither read nor
+ * reported); metrics_path NULL writes no metrics file. */
 struct archiver *archiver_new(const struct archiver_config *cfg, const char *api_socket,
                               const char *metrics_path);
 /* Archives every sealed segment above the watermark, in order, and stops at the first
