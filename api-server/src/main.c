@@ -14,14 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "api_config.h"
 #include "commit.h"
 #include "http_server.h"
 #include "http_util.h"
+#include "ipc_api.h"
+#include "stemedb/daemon.h"
 #include "stemedb/hex.h"
+#include "stemedb/ipc.h"
 #include "stemedb/log.h"
 #include "store.h"
 
@@ -161,7 +163,9 @@ static void *recovery_main(void *arg)
 	log_info("ready: replayed %llu WAL records in %.3f s, %llu assertions stored",
 	         (unsigned long long)stats.records_replayed, stats.recovery_seconds,
 	         (unsigned long long)store_assertion_count(r->state->store));
-	sd_notify(0, "READY=1");
+	daemon_notify_ready("serving; %llu assertions, WAL at offset %llu",
+	                    (unsigned long long)store_assertion_count(r->state->store),
+	                    (unsigned long long)stats.wal_end_offset);
 	return NULL;
 }
 
@@ -184,7 +188,7 @@ static void shutdown_node(struct http_server *server, struct recovery *recovery)
 	uint64_t deadline = http_now_ns() + (uint64_t)STOP_DRAIN_MS * 1000000u;
 	struct commit_pipeline *p;
 
-	sd_notify(0, "STOPPING=1");
+	daemon_notify_stopping("stopping: finishing in-flight requests and syncing the WAL");
 	http_server_stop_accepting(server);
 	pthread_join(recovery->thread, NULL);
 
@@ -200,11 +204,39 @@ static void shutdown_node(struct http_server *server, struct recovery *recovery)
 	http_server_free(server, STOP_FLUSH_MS);
 }
 
+/* Serves api.sock from its own thread and hooks it into the commit pipeline: WAL
+ * retention waits for the archived watermark, and stored assertions become events. */
+static struct ipc_api *start_ipc(struct api_state *state, struct commit_options *options)
+{
+	const struct api_config *cfg = state->config;
+	char run_dir[4096], socket_path[4096], err[512];
+	struct ipc_api *api;
+
+	if (!daemon_resolve_run_dir(cfg->run_dir, cfg->data_dir, run_dir, sizeof(run_dir), err,
+	                            sizeof(err)) ||
+	    !daemon_socket_path(run_dir, IPC_API_SOCKET_NAME, socket_path, sizeof(socket_path), err,
+	                        sizeof(err))) {
+		log_error("%s", err);
+		return NULL;
+	}
+	api = ipc_api_start(state, socket_path, err, sizeof(err));
+	if (api == NULL) {
+		log_error("%s", err);
+		return NULL;
+	}
+	options->segment_retention = ipc_api_segment_retention;
+	options->segment_retention_ctx = api;
+	options->on_ingested = ipc_api_on_ingested;
+	options->on_ingested_ctx = api;
+	return api;
+}
+
 static int run(struct api_config *cfg)
 {
 	struct api_state state = {.config = cfg, .started_ns = http_now_ns()};
 	struct recovery recovery = {.state = &state};
 	struct http_server *server;
+	struct ipc_api *ipc;
 	char err[512], db_path[4096];
 	sigset_t signals;
 	int sig = 0;
@@ -224,6 +256,7 @@ static int run(struct api_config *cfg)
 	}
 
 	http_metrics_register();
+	ipc_api_register_metrics();
 	block_signals(&signals);
 	server = http_server_start(&state, err, sizeof(err));
 	if (server == NULL) {
@@ -236,12 +269,20 @@ static int run(struct api_config *cfg)
 	         cfg->listen, cfg->data_dir, cfg->wal_dir, cfg->durability_name,
 	         (unsigned long long)cfg->http_threads, state.node_id);
 
+	ipc = start_ipc(&state, &recovery.options);
+	if (ipc == NULL) {
+		http_server_free(server, 0);
+		store_close(state.store);
+		return 1;
+	}
+
 	recovery.options.wal_dir = cfg->wal_dir;
 	recovery.options.segment_bytes = cfg->wal_segment_bytes;
 	recovery.options.durability = cfg->durability;
 	recovery.options.sync_interval_ms = cfg->wal_sync_interval_ms;
 	if (pthread_create(&recovery.thread, NULL, recovery_main, &recovery) != 0) {
 		log_error("pthread_create failed for the WAL replay thread");
+		ipc_api_stop(ipc);
 		http_server_free(server, 0);
 		store_close(state.store);
 		return 1;
@@ -250,6 +291,7 @@ static int run(struct api_config *cfg)
 	sigwait(&signals, &sig);
 	log_info("stopping on %s", strsignal(sig));
 	shutdown_node(server, &recovery);
+	ipc_api_stop(ipc);
 	store_close(state.store);
 	log_info("stopped");
 	return atomic_load(&state.recovery_failed) ? 1 : 0;
