@@ -9,6 +9,7 @@
 
 #include "ctl.h"
 #include "ctl_backup.h"
+#include "ctl_ipc.h"
 #include "stemedb/log.h"
 
 static const char usage_text[] =
@@ -24,6 +25,7 @@ static const char usage_text[] =
         "  backup    take a consistent backup of a running node\n"
         "  verify    check a backup or a data directory offline\n"
         "  restore   restore a backup, optionally up to a point in time\n"
+        "  ipc       call stemedb-api over api.sock (stats, ready, get, subscribe, ...)\n"
         "\n"
         "Options:\n"
         "  --url URL   server base URL (default $STEMEDB_API_URL, else " CTL_DEFAULT_URL ")\n"
@@ -61,6 +63,7 @@ static const struct {
         {"backup", ctl_cmd_backup},
         {"verify", ctl_cmd_verify},
         {"restore", ctl_cmd_restore},
+        {"ipc", ctl_cmd_ipc},
 };
 
 static int run_http_command(http_command_fn run, const char *url, int argc, char **argv)
