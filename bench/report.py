@@ -303,9 +303,15 @@ def profile_summary(work, name, title):
             parts.append("%s %.0f%%%s" % (label, percent, " (%s)" % role if role else ""))
         lines[0] += " Inside stemedb-api: " + "; ".join(parts) + "."
     lines[0] += " " + bottleneck_sentence(threads, libraries)
+    calls = work / ("profile-%s-calls.txt" % name)
+    if calls.exists() and calls.read_text(encoding="utf-8").strip():
+        lines += ["", "StemeDB functions by the share of stemedb-api samples spent in them and "
+                  "their callees (first column), and in their own code (second column):", "",
+                  "```"] + calls.read_text(encoding="utf-8").rstrip().splitlines() + ["```"]
     symbols = work / ("profile-%s-sym.txt" % name)
     if symbols.exists() and symbols.read_text(encoding="utf-8").strip():
-        lines += ["", "```"] + symbols.read_text(encoding="utf-8").rstrip().splitlines() + ["```"]
+        lines += ["", "Hottest functions of any library, as shares of stemedb-api samples:", "",
+                  "```"] + symbols.read_text(encoding="utf-8").rstrip().splitlines() + ["```"]
     return lines + [""]
 
 
@@ -319,8 +325,9 @@ def profile_section(work):
     return ["`perf record -a -e cpu-clock` sampled every core for 4 s during an extra, "
             "unmeasured run of each workload, after the driver had built its requests. "
             "Hardware counters are not available in this virtual machine, so these are "
-            "timer samples. Idle is the kernel's idle task (`swapper`). The code blocks "
-            "list the hottest functions of stemedb-api as shares of its own samples.",
+            "timer samples. Idle is the kernel's idle task (`swapper`). A second recording "
+            "of stemedb-api alone with DWARF call graphs gives the time per StemeDB "
+            "function.",
             ""] + lines
 
 

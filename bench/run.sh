@@ -275,8 +275,17 @@ profile() {
 	fi
 	perf record -a -D "$delay" -e cpu-clock -F 499 -o "$data" -- sleep $((delay / 1000 + 5)) >/dev/null 2>&1 &
 	local perf_pid=$!
+	# A second recording of the server alone, with DWARF call graphs, attributes time to
+	# the StemeDB functions that spend it, callees included.
+	perf record -p "$server_pid" -D "$delay" -e cpu-clock -F 199 --call-graph dwarf,16384 \
+		-o "$data.calls" -- sleep $((delay / 1000 + 3)) >/dev/null 2>&1 &
+	local calls_pid=$!
 	"$@" >/dev/null 2>&1 || log "the $name profiling load failed; the profile may be partial"
 	wait "$perf_pid" || true
+	wait "$calls_pid" || true
+	perf report -i "$data.calls" --stdio --children --sort dso,sym -g none --percent-limit 2 2>/dev/null |
+		grep -E '^ +[0-9.]+% +[0-9.]+% +stemedb-api ' | head -n 14 >"$work/profile-$name-calls.txt" || true
+	rm -f "$data.calls"
 	perf report -i "$data" --stdio --sort comm --percent-limit 1 2>/dev/null |
 		grep -v '^#' | grep -v '^$' >"$work/profile-$name-comm.txt" || true
 	perf report -i "$data" --stdio --comms stemedb-api --percentage relative --sort dso \
