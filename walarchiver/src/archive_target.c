@@ -151,8 +151,7 @@ static enum archiver_result run_template(const char *template, const char *what,
 		return ARCHIVER_CONFLICT;
 	ok = archive_command_run(command, timeout_ms, reason, sizeof(reason));
 	if (!ok)
-		snprintf(err, err_size, "the %s for %s %s: %s", what, segment->name, reason,
-		         command);
+		snprintf(err, err_size, "the %s for %s %s", what, segment->name, reason);
 	free(command);
 	return ok ? ARCHIVER_OK : ARCHIVER_RETRY;
 }
