@@ -79,6 +79,10 @@ struct wal_listing {
 	uint64_t file_bytes;
 };
 
+static const char *const REJECT_REASONS[] = {"zero_length",       "too_large",
+                                             "bad_envelope",      "truncated",
+                                             "unauthorized_peer", "subscriber_overflow"};
+
 void ipc_api_register_metrics(void)
 {
 	static const char *const reason[] = {"reason", NULL};
@@ -90,6 +94,12 @@ void ipc_api_register_metrics(void)
 	        "IPC connections closed for a malformed, oversized or truncated frame, an "
 	        "unauthorized peer or a subscriber that fell behind.",
 	        reason);
+	/* Every reason is listed from the start, so that rate() and alerts see a 0. */
+	for (size_t i = 0; i < sizeof(REJECT_REASONS) / sizeof(REJECT_REASONS[0]); i++) {
+		const char *labels[1] = {REJECT_REASONS[i]};
+
+		metrics_family_child(metrics.frames_rejected, labels);
+	}
 	metrics.archived_offset = metrics_gauge(
 	        "stemedb_wal_archived_offset",
 	        "Global WAL offset up to which sealed segments are archived and verified.");
