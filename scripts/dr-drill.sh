@@ -47,15 +47,16 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Runs a daemon with only the StemeDB variables given here, so a stray one from the
+# Replaces the calling (background) subshell with a daemon that sees only the StemeDB
+# variables given here, so that $! is the daemon's PID and a stray variable from the
 # caller's environment cannot change the drill.
-run_clean() {
-	env -i PATH="$PATH" HOME="${HOME:-/tmp}" "$@"
+exec_clean() {
+	exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" "$@"
 }
 
 start_api() {
 	PORT=$(free_port)
-	run_clean STEMEDB_DATA_DIR="$DATA" STEMEDB_API_LISTEN="127.0.0.1:$PORT" \
+	exec_clean STEMEDB_DATA_DIR="$DATA" STEMEDB_API_LISTEN="127.0.0.1:$PORT" \
 		STEMEDB_WAL_SEGMENT_BYTES=1048576 STEMEDB_WAL_ARCHIVE="$1" \
 		"$BIN/stemedb-api" >>"$WORK/api.log" 2>&1 &
 	API_PID=$!
@@ -77,7 +78,7 @@ stop_api() {
 
 start_archiver() {
 	mkdir -p "$ARCHIVE"
-	run_clean STEMEDB_DATA_DIR="$DATA" STEMEDB_WAL_ARCHIVE_DIR="$ARCHIVE" \
+	exec_clean STEMEDB_DATA_DIR="$DATA" STEMEDB_WAL_ARCHIVE_DIR="$ARCHIVE" \
 		STEMEDB_WAL_ARCHIVE_INTERVAL_MS=100 STEMEDB_WAL_ARCHIVE_RETRY_INITIAL_MS=100 \
 		"$BIN/stemedb-walarchiver" >>"$WORK/walarchiver.log" 2>&1 &
 	ARCHIVER_PID=$!

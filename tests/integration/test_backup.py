@@ -3,6 +3,7 @@ point-in-time restore from archived WAL segments."""
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from archiving import (
     wait_for,
     write_batches,
 )
-from node import Node
+from node import Node, build_dir
 
 
 @pytest.fixture
@@ -201,3 +202,12 @@ def test_point_in_time_restore(node, tmp_path, restored):
     count = n.get("/v1/health").json()["assertions_count"]
     expected = len(early) + len(middle)
     assert count == expected, f"restored node has {count} assertions, expected {expected}"
+
+
+def test_dr_drill_script():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(root, "scripts", "dr-drill.sh")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEMEDB_")}
+    result = subprocess.run([script, build_dir()], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"dr-drill exit {result.returncode}:\n{result.stdout}{result.stderr}"
+    assert result.stdout.rstrip().endswith("PASS"), result.stdout
