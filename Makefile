@@ -63,7 +63,7 @@ ifneq ($(wildcard walarchiver/src/main.c),)
 BINS += $(BUILD)/bin/stemedb-walarchiver
 endif
 
-.PHONY: all deps test unit-test py-test crash-test run bench format lint clean install-deps-check
+.PHONY: all deps test unit-test py-test crash-test run bench format lint clean install-deps-check fuzz
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(UNIT_BIN) $(BENCH_BIN)
@@ -129,7 +129,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBS_ALL)
 # whether any failed.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@scripts/run-tests.sh "$(BUILD)"
+	@status=0; scripts/run-tests.sh "$(BUILD)" || status=1; \
+	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 || status=1; exit $$status
 
 unit-test: all
 	@scripts/run-tests.sh "$(BUILD)" unit
@@ -156,6 +157,24 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	  --inline-suppr -Icommon/include -Iapi-server/src \
 	  $(wildcard common/src api-server/src cluster-gateway/src walarchiver/src tools/src)
+
+# libFuzzer run of the IPC frame decoder for FUZZ_SECONDS. It needs clang with its
+# libFuzzer runtime (Debian: clang-14 and libclang-rt-14-dev) and is skipped without it.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := tests/fuzz/fuzz_ipc_frame.c common/src/ipc_frame.c common/src/buf.c
+fuzz: $(BUILD)/gen/stemedb_ipc.pb-c.h
+	@if ! echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' | clang -x c \
+	  -fsanitize=fuzzer -o /dev/null - 2>/dev/null; then \
+	  echo "fuzz: skipped, clang with the libFuzzer runtime is not installed"; exit 0; fi; \
+	mkdir -p $(BUILD)/fuzz/corpus && cp tests/fuzz/corpus/ipc_frame/* $(BUILD)/fuzz/corpus/ && \
+	clang -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Icommon/include \
+	  -I$(BUILD)/gen -o $(BUILD)/fuzz/fuzz_ipc_frame $(FUZZ_SRC) \
+	  $(BUILD)/gen/stemedb_ipc.pb-c.c $$(pkg-config --cflags --libs libprotobuf-c) && \
+	{ $(BUILD)/fuzz/fuzz_ipc_frame -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	  $(BUILD)/fuzz/corpus > $(BUILD)/fuzz/fuzz.log 2>&1; status=$$?; \
+	  tail -n 1 $(BUILD)/fuzz/fuzz.log; \
+	  if [ $$status -ne 0 ]; then echo "fuzz: failed, see $(BUILD)/fuzz/fuzz.log"; fi; \
+	  exit $$status; }
 
 clean:
 	rm -rf build

@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config clang-format cppcheck
   librocksdb-dev libevent-dev libjansson-dev libsodium-dev libsystemd-dev
   libcurl4-openssl-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler
+  clang libclang-rt-14-dev
   nginx prometheus curl openssl iproute2 systemd util-linux
   python3 python3-pytest python3-requests python3-nacl
 )
