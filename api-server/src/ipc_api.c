@@ -1,4 +1,4 @@
-/* api.sock service of stemedb-api. Quick requests are answered on the service's event
+/* api.sock service of stemedb-api. Quick requests get their reply on the service's event
  * loop. Checkpoints and compaction run on a job thread each and reply through
  * ipc_server_send when done, so a long job never stalls the loop, the watchdog pings or
  * the event stream. The index rebuild runs on its own thread and reports progress in

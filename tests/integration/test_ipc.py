@@ -103,9 +103,11 @@ def test_checkpoint(shared_node, subject, tmp_path):
     assert os.path.exists(os.path.join(target, "CURRENT")), os.listdir(target)
 
     code, _, err = ctl(shared_node, "checkpoint", target, check=False)
-    assert code == 1 and "already exists" in err, f"exit {code}: {err}"
+    assert code == 1, f"exit {code}: {err}"
+    assert "already exists" in err, err
     code, _, err = ctl(shared_node, "checkpoint", "relative/dir", check=False)
-    assert code == 1 and "absolute" in err, f"exit {code}: {err}"
+    assert code == 1, f"exit {code}: {err}"
+    assert "absolute" in err, err
 
 
 def test_compact_and_rebuild(shared_node, subject):
