@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Disaster-recovery drill: runs a node with WAL archiving in a temporary directory,
-# writes signed data in three phases (before the backup, before the restore point,
-# after it), takes a backup, destroys the data directory, then restores it twice:
-# plainly from the backup, and to the point in time between the second and third
-# phase from the archived WAL. Each restored node must hold exactly the assertions
+# Disaster-recovery drill. It runs a node with WAL archiving in a temporary directory
+# and writes signed data in three phases: before the backup, before the restore
+# point, and after it. It takes a backup, destroys the data directory, and restores it
+# twice: from the backup alone, and from the archived WAL to the point in time
+# between the second and the third phase. Each restored node must hold exactly the assertions
 # written before its target and none written later. Prints PASS or FAIL and exits 0
 # or 1 accordingly.
 #
@@ -47,9 +47,9 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Replaces the calling (background) subshell with a daemon that sees only the StemeDB
-# variables given here, so that $! is the daemon's PID and a stray variable from the
-# caller's environment cannot change the drill.
+# Replaces the calling (background) subshell with a daemon whose environment contains
+# only the StemeDB variables given here. $! is then the daemon's PID, and a stray
+# variable from the caller's environment cannot change the drill.
 exec_clean() {
 	exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" "$@"
 }

@@ -1,8 +1,8 @@
 /* Read-only WAL segment scanning, listing and durable copying for the processes that
- * do not own the WAL. The byte format is the one api-server/src/wal.c writes:
- * a 32-byte header ("STMWAL01", version 1, header size 32, base offset, creation time)
- * followed by records of length u32, CRC-32C u32 over type, padding and payload,
- * type u8, 3 zero bytes and the payload. */
+ * do not own the WAL. The byte format is the one api-server/src/wal.c writes. A
+ * 32-byte header ("STMWAL01", version 1, header size 32, base offset, creation time)
+ * comes first. Each record then has a u32 length, a u32 CRC-32C over type, padding and
+ * payload, a u8 type, 3 zero bytes and the payload. */
 
 #include "stemedb/wal_segment.h"
 

@@ -138,15 +138,15 @@ def active_base(node):
     return int(names[-1][:16], 16)
 
 
-def wait_for(condition, timeout, what):
-    """Poll condition until it returns a true value; fail naming what was awaited."""
+def wait_for(condition, timeout, description):
+    """Poll condition until it returns a true value; fail with the description."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {description}")
 
 
 def ctl(*args, env=None):

@@ -74,9 +74,9 @@ def test_archival_under_concurrent_writes(node, tmp_path, archiver_factory):
 def test_unarchived_segments_are_kept(node, tmp_path, archiver_factory):
     wal_dir = os.path.join(node.data_dir, "wal")
     write_batches(node, 0, 100, threads=4)
-    held = segment_names(wal_dir)
-    assert len(held) >= 4, f"expected several segments to accumulate, found {held}"
-    assert held[0] == "0000000000000000.wal", f"a segment was deleted unarchived: {held}"
+    kept = segment_names(wal_dir)
+    assert len(kept) >= 4, f"expected several segments to accumulate, found {kept}"
+    assert kept[0] == "0000000000000000.wal", f"a segment was deleted unarchived: {kept}"
 
     archive = tmp_path / "archive"
     archive.mkdir()

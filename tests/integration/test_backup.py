@@ -181,7 +181,7 @@ def test_point_in_time_restore(node, tmp_path, restored):
         time.sleep(1.1)
         late = write_batches(node, 40, 30, threads=4, tag="late")
         # The late writes fill more than two segments, so the segment where they begin
-        # is sealed; once every sealed segment is archived, the cut point is archived.
+        # is sealed. Once every sealed segment is archived, the cut point is archived too.
         sealed_end = active_base(node)
         wait_for(lambda: archived_chain(archive) >= sealed_end, 60, "every sealed segment archived")
     finally:

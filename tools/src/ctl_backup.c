@@ -1,4 +1,4 @@
-/* stemedb-ctl backup: asks stemedb-api for a RocksDB checkpoint, copies the WAL
+/* stemedb-ctl backup: requests a RocksDB checkpoint from stemedb-api, copies the WAL
  * segments after the checkpoint's cursor, and writes MANIFEST.json last. */
 
 #include <dirent.h>
@@ -207,7 +207,7 @@ static bool copy_segment(const char *wal_dir, uint64_t base, bool last, const ch
 	return ctl_manifest_add_file(m, dest, relative);
 }
 
-/* Copies every segment that holds records at or after the checkpoint's cursor. The
+/* Copies every segment that contains records at or after the checkpoint's cursor. The
  * active segment is copied up to its last complete record. */
 static bool copy_wal(const char *wal_dir, const char *dest, struct ctl_manifest *m)
 {

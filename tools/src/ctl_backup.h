@@ -2,7 +2,7 @@
 #define STEMEDB_CTL_BACKUP_H
 
 /* Shared parts of `stemedb-ctl backup`, `verify` and `restore`: the backup manifest,
- * offline reads of a RocksDB directory, and WAL chain checks. A backup directory holds
+ * offline reads of a RocksDB directory, and WAL chain checks. A backup directory contains
  * db/ (a RocksDB checkpoint), wal/ (the segments after the checkpoint's WAL cursor),
  * node_id, and MANIFEST.json, which is written last so that a backup without it is
  * recognizably incomplete. docs/operations/backup.md describes the format. */

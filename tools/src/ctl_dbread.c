@@ -1,5 +1,5 @@
 /* Offline reads and checks of a RocksDB directory written by stemedb-api. The key
- * layout is the one in docs/storage.md: "default" holds wal_cursor (u64 LE),
+ * layout is the one in docs/storage.md: "default" contains wal_cursor (u64 LE),
  * "assertions" maps hash -> envelope, and "sp_index" keys are subject, 0x00, predicate,
  * 0x00, timestamp u64 BE and hash. */
 
@@ -31,8 +31,8 @@ struct ctl_db {
 	rocksdb_column_family_handle_t *cf[CF_KNOWN];
 };
 
-/* Opens every column family the database has, so that one added by a later version
- * does not stop the open; the three known ones are looked up by name. */
+/* Opens every column family of the database, so that one added by a later version
+ * does not make the open fail. The three known ones are looked up by name. */
 static bool open_families(struct ctl_db *d, const char *secondary_dir)
 {
 	const rocksdb_options_t **cf_options = calloc(d->cf_count, sizeof(*cf_options));

@@ -17,7 +17,7 @@
 #define WAIT_STEP_NS 5000000L /* 5 ms between checks on the child */
 
 /* Appends text in single quotes, writing each embedded ' as '\'' so that the shell
- * sees exactly the original bytes. */
+ * receives exactly the original bytes. */
 static void append_quoted(struct buf *out, const char *text)
 {
 	buf_put_u8(out, '\'');

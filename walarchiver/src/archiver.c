@@ -125,8 +125,8 @@ static void write_metrics_file(const struct archiver *a)
 	buf_free(&out);
 }
 
-/* Reads the api's stored watermark once, so a restarted archiver does not ship
- * segments again that the api already knows are archived. */
+/* Reads the api's stored watermark once, so that a restarted archiver does not ship
+ * the segments again that the api has already recorded as archived. */
 static void load_watermark(struct archiver *a)
 {
 	ipc_envelope *reply = NULL;

@@ -14,7 +14,7 @@
 enum archiver_result {
 	ARCHIVER_OK = 0,
 	ARCHIVER_RETRY,    /* a transient failure; try the same segment again later */
-	ARCHIVER_CONFLICT, /* the archive holds a different file of the same name */
+	ARCHIVER_CONFLICT, /* the archive contains a different file of the same name */
 	ARCHIVER_CORRUPT,  /* the source segment fails its checks */
 };
 

@@ -21,7 +21,7 @@ struct fixture {
 };
 
 /* Writes five records of 100 bytes into a WAL whose segments rotate after 300 bytes,
- * so the directory holds several sealed segments and an active one. */
+ * so the directory contains several sealed segments and an active one. */
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
