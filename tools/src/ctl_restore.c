@@ -1,5 +1,5 @@
 /* stemedb-ctl restore: rebuilds a data directory from a backup, optionally replaying
- * archived WAL segments up to a point in time. The restore writes files only; the
+ * archived WAL segments up to a point in time. The restore writes files only. The
  * normal start-up replay of stemedb-api then applies the copied WAL records. */
 
 #include <ctype.h>
@@ -81,7 +81,7 @@ static bool parse_unix_seconds(const char *text, uint64_t *out_ms)
 	return true;
 }
 
-/* Parses the zone of an RFC 3339 time: Z, or +HH:MM / -HH:MM; stores seconds east of
+/* Parses the zone of an RFC 3339 time (Z, +HH:MM or -HH:MM) into seconds east of
  * UTC. */
 static bool parse_zone(const char *p, long *offset)
 {
@@ -232,7 +232,6 @@ struct wal_chain {
 	uint64_t last_wall_ms; /* HLC wall time of the last kept record */
 	uint64_t cut_offset;   /* offset of the first record past --until */
 	bool cut;              /* a record past --until was found */
-	uint64_t cut_file_pos; /* its byte position in the current segment */
 	uint64_t segments;
 };
 

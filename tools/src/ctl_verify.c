@@ -1,6 +1,6 @@
 /* stemedb-ctl verify: checks a backup directory or a data directory without the daemon.
- * Every WAL record's CRC-32C, every stored assertion's hash and signatures, the
- * subject/predicate index in both directions, and for a backup the manifest's
+ * It checks every WAL record's CRC-32C, every stored assertion's hash and signatures,
+ * the subject/predicate index in both directions, and for a backup the manifest's
  * checksums and counts. */
 
 #include <errno.h>
