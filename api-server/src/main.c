@@ -241,6 +241,10 @@ static int run(struct api_config *cfg)
 	sigset_t signals;
 	int sig = 0;
 
+	/* Before store_open, so that RocksDB's background threads inherit the mask too: a
+	 * SIGTERM sent before the main thread reaches sigwait then stays pending instead of
+	 * killing the process through a thread that does not block it. */
+	block_signals(&signals);
 	if (!make_dir(cfg->data_dir, err, sizeof(err)) ||
 	    !make_dir(cfg->wal_dir, err, sizeof(err)) ||
 	    !node_id_load(cfg, recovery.options.node_id, state.node_id, err, sizeof(err))) {
@@ -257,7 +261,6 @@ static int run(struct api_config *cfg)
 
 	http_metrics_register();
 	ipc_api_register_metrics();
-	block_signals(&signals);
 	server = http_server_start(&state, err, sizeof(err));
 	if (server == NULL) {
 		log_error("%s", err);
