@@ -62,8 +62,7 @@ static void reply_ipc_failure(struct admin_job *a)
 	case IPC_ERR_CLOSED:
 	case IPC_ERR_IO:
 		gw_reply_error(r, 503, "unavailable", NULL,
-		               "stemedb-api is not reachable on %s: %s; start it and retry", socket,
-		               message);
+		               "stemedb-api is not reachable: %s; start it and retry", message);
 		return;
 	}
 

@@ -178,14 +178,22 @@ void gw_reply_error(struct gw_request *r, int status, const char *code, const ch
 	gw_reply_json(r, status, json_pack("{s:o}", "error", error));
 }
 
-/* True for a Content-Type of application/json, with parameters such as charset. */
-static bool is_json_content_type(const char *value)
+static bool is_media_type(const char *value, const char *type)
 {
-	size_t len = strlen("application/json");
+	size_t len = strlen(type);
 
-	if (strncasecmp(value, "application/json", len) != 0)
+	if (strncasecmp(value, type, len) != 0)
 		return false;
 	return value[len] == '\0' || value[len] == ';' || value[len] == ' ';
+}
+
+/* True for application/json, with parameters such as charset. The form type is
+ * accepted too, because `curl -d` sends it unless told otherwise, and the body is
+ * parsed as JSON either way. */
+static bool is_json_content_type(const char *value)
+{
+	return is_media_type(value, "application/json") ||
+	       is_media_type(value, "application/x-www-form-urlencoded");
 }
 
 json_t *gw_read_json_object(struct gw_request *r)

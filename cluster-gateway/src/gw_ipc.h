@@ -1,9 +1,9 @@
 #ifndef STEMEDB_GW_IPC_H
 #define STEMEDB_GW_IPC_H
 
-/* Calls from the gateway to stemedb-api over api.sock. Each call opens its own
- * connection, so calls on different job threads never wait for each other, and
- * records its latency and failures in the gateway's metrics. Only job threads call
+/* Calls from the gateway to stemedb-api over api.sock. Each call takes a client of
+ * its own from a pool, so calls on different job threads never wait for each other,
+ * and records its latency and failures in the gateway's metrics. Only job threads call
  * these functions, because they block for up to the deadline. */
 
 #include <stdint.h>
@@ -19,7 +19,9 @@ struct gw_ipc_status {
 
 /* Sends request (its body set by the caller) and returns the reply whose body is
  * expected, or NULL with the cause in *status. call names the call in metrics and
- * logs ("stats", "compact", ...). Free the reply with ipc_envelope_free. */
+ * logs ("stats", "compact", ...). A call with a deadline longer than the configured
+ * IPC timeout is preceded by a Ready call within that timeout, and fails at once when
+ * stemedb-api is down or not ready. Free the reply with ipc_envelope_free. */
 ipc_envelope *gw_ipc_call(const struct gw_config *cfg, const char *call, ipc_envelope *request,
                           ipc_body_case expected, uint64_t timeout_ms,
                           struct gw_ipc_status *status);
@@ -30,5 +32,8 @@ ipc_envelope *gw_ipc_compact(const struct gw_config *cfg, struct gw_ipc_status *
 ipc_envelope *gw_ipc_rebuild_indexes(const struct gw_config *cfg, struct gw_ipc_status *status);
 ipc_envelope *gw_ipc_create_checkpoint(const struct gw_config *cfg, const char *target_dir,
                                        struct gw_ipc_status *status);
+
+/* Frees the idle clients. Call at exit, after every job thread has returned. */
+void gw_ipc_free_idle(void);
 
 #endif

@@ -14,6 +14,7 @@
 #include "gw_auth.h"
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_ipc.h"
 #include "gw_metrics.h"
 #include "stemedb/daemon.h"
 #include "stemedb/log.h"
@@ -113,6 +114,7 @@ static int run(const struct gw_config *cfg)
 		exit(0);
 	}
 	status = 0;
+	gw_ipc_free_idle();
 	log_info("stopped");
 
 done:
