@@ -70,8 +70,8 @@ enum store_result store_flush(struct store *s, char *err, size_t err_size);
 
 /* Archived WAL watermark (key "wal_archived" in the default column family): the global
  * offset up to which sealed segments are archived. 0 when never set. The put skips
- * RocksDB's own WAL like every other write, so a crash can lose a recent value; the
- * watermark then moves back, which only keeps segments longer. */
+ * RocksDB's own WAL like every other write, so a crash can lose a recent value.
+ * The watermark then moves back, which only keeps segments longer. */
 enum store_result store_get_archived_watermark(struct store *s, uint64_t *watermark);
 enum store_result store_set_archived_watermark(struct store *s, uint64_t watermark, char *err,
                                                size_t err_size);
