@@ -19,12 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (offset < size) {
 		ipc_envelope *env = NULL;
 		size_t consumed = 0, needed = 0;
-		enum ipc_frame_status st = ipc_frame_decode(data + offset, size - offset,
-		                                            FUZZ_MAX_FRAME, &env, &consumed, &needed);
+		enum ipc_frame_status st = ipc_frame_decode(
+		        data + offset, size - offset, FUZZ_MAX_FRAME, &env, &consumed, &needed);
 
 		if (st != IPC_FRAME_OK) {
-			if (env != NULL || (st == IPC_FRAME_INCOMPLETE && needed != 0 &&
-			                    needed <= size - offset))
+			if (env != NULL ||
+			    (st == IPC_FRAME_INCOMPLETE && needed != 0 && needed <= size - offset))
 				abort();
 			break;
 		}
