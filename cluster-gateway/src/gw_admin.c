@@ -1,10 +1,12 @@
-/* POST /v1/admin/compact, /v1/admin/indexes/rebuild and /v1/admin/backup. Each one is
- * carried out by stemedb-api, the only owner of the database, through one IPC call. */
+/* POST /v1/admin/compact, /v1/admin/indexes/rebuild and /v1/admin/backup. stemedb-api,
+ * the only owner of the database, carries out each one: compaction and the rebuild
+ * through one IPC call, the backup's checkpoint through stemedb-ctl backup. */
 #include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw_backup.h"
 #include "gw_handlers.h"
 #include "gw_job.h"
 #include "gw_metrics.h"
@@ -21,6 +23,10 @@ struct admin_job {
 	char *path;            /* backup target, owned */
 	ipc_envelope *reply;
 	struct gw_ipc_status status;
+	bool backup_ran; /* stemedb-api was ready, so stemedb-ctl backup ran */
+	enum gw_backup_result backup_result;
+	json_t *manifest; /* MANIFEST.json of a finished backup */
+	char backup_message[1024];
 };
 
 static const char *const no_fields[] = {NULL};
@@ -29,6 +35,7 @@ static const char *const backup_fields[] = {"path", NULL};
 static void admin_job_free(struct admin_job *a)
 {
 	ipc_envelope_free(a->reply);
+	json_decref(a->manifest);
 	free(a->path);
 	free(a);
 }
@@ -147,35 +154,67 @@ static void rebuild_finish(struct gw_job *job)
 static void backup_work(struct gw_job *job)
 {
 	struct admin_job *a = (struct admin_job *)job;
+	const struct gw_config *cfg = job->request->gw->config;
 
-	a->reply = gw_ipc_create_checkpoint(job->request->gw->config, a->path, &a->status);
+	if (!gw_ipc_ready(cfg, &a->status))
+		return;
+	a->backup_result = gw_backup_run(cfg, a->path, &a->manifest, a->backup_message,
+	                                 sizeof(a->backup_message));
+	a->backup_ran = true;
+}
+
+/* Replies to a backup that stemedb-ctl did not complete. */
+static void reply_backup_failure(struct admin_job *a)
+{
+	struct gw_request *r = a->job.request;
+
+	gw_metrics_admin(a->operation, "error");
+	log_warn("admin backup from %s into %s failed: %s", a->peer, a->path, a->backup_message);
+	switch (a->backup_result) {
+	case GW_BACKUP_REJECTED:
+		gw_reply_error(r, 400, "invalid_field", "path", "%s", a->backup_message);
+		return;
+	case GW_BACKUP_TIMED_OUT:
+		gw_reply_error(r, 504, "timed_out", NULL, "%s", a->backup_message);
+		return;
+	case GW_BACKUP_OK:
+	case GW_BACKUP_FAILED:
+	case GW_BACKUP_NOT_STARTED:
+		break;
+	}
+	gw_reply_error(r, 500, "internal_error", NULL, "%s", a->backup_message);
 }
 
 static void backup_finish(struct gw_job *job)
 {
 	struct admin_job *a = (struct admin_job *)job;
 	struct gw_request *r = job->request;
-	const Stemedb__Ipc__V1__CreateCheckpointResponse *c;
-	char created_at[32];
+	json_t *m = a->manifest;
 
-	if (a->reply == NULL) {
+	if (!a->backup_ran) {
 		reply_ipc_failure(a);
 		admin_job_free(a);
 		return;
 	}
+	if (a->backup_result != GW_BACKUP_OK) {
+		reply_backup_failure(a);
+		admin_job_free(a);
+		return;
+	}
 
-	c = a->reply->create_checkpoint_response;
-	gw_format_unix_ms(c->created_unix_ms, created_at);
 	gw_metrics_admin(a->operation, "ok");
-	log_info("admin backup from %s: checkpoint in %s with %llu assertions up to WAL offset "
-	         "%llu",
-	         a->peer, a->path, (unsigned long long)c->assertion_count,
-	         (unsigned long long)c->wal_cursor);
+	log_info("admin backup from %s: written to %s with %lld assertions up to WAL offset %lld",
+	         a->peer, a->path, json_integer_value(json_object_get(m, "assertion_count")),
+	         json_integer_value(json_object_get(m, "wal_end")));
 	gw_reply_json(r, 201,
-	              json_pack("{s:s, s:s, s:I, s:I, s:s, s:s}", "kind", "checkpoint", "path",
-	                        a->path, "wal_cursor", (json_int_t)c->wal_cursor, "assertion_count",
-	                        (json_int_t)c->assertion_count, "created_at", created_at, "node_id",
-	                        c->node_id));
+	              json_pack("{s:s, s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:I}", "path", a->path,
+	                        "node_id", json_object_get(m, "node_id"), "created_at",
+	                        json_object_get(m, "created_at"), "wal_cursor",
+	                        json_object_get(m, "wal_cursor"), "wal_end",
+	                        json_object_get(m, "wal_end"), "wal_records",
+	                        json_object_get(m, "wal_records"), "assertion_count",
+	                        json_object_get(m, "assertion_count"), "files",
+	                        (json_int_t)json_array_size(json_object_get(m, "files"))));
 	admin_job_free(a);
 }
 

@@ -192,6 +192,15 @@ ipc_envelope *gw_ipc_call(const struct gw_config *cfg, const char *call, ipc_env
 	return reply;
 }
 
+bool gw_ipc_ready(const struct gw_config *cfg, struct gw_ipc_status *status)
+{
+	struct ipc_client *client = client_take(cfg);
+	bool ready = check_ready(client, cfg, status);
+
+	client_give_back(client);
+	return ready;
+}
+
 ipc_envelope *gw_ipc_stats(const struct gw_config *cfg, struct gw_ipc_status *status)
 {
 	Stemedb__Ipc__V1__StatsRequest body = STEMEDB__IPC__V1__STATS_REQUEST__INIT;
@@ -226,19 +235,4 @@ ipc_envelope *gw_ipc_rebuild_indexes(const struct gw_config *cfg, struct gw_ipc_
 	return gw_ipc_call(cfg, "rebuild_indexes", &request,
 	                   STEMEDB__IPC__V1__ENVELOPE__BODY_REBUILD_INDEXES_RESPONSE,
 	                   cfg->ipc_timeout_ms, status);
-}
-
-ipc_envelope *gw_ipc_create_checkpoint(const struct gw_config *cfg, const char *target_dir,
-                                       struct gw_ipc_status *status)
-{
-	Stemedb__Ipc__V1__CreateCheckpointRequest body =
-	        STEMEDB__IPC__V1__CREATE_CHECKPOINT_REQUEST__INIT;
-	ipc_envelope request = STEMEDB__IPC__V1__ENVELOPE__INIT;
-
-	body.target_dir = (char *)target_dir;
-	request.body_case = STEMEDB__IPC__V1__ENVELOPE__BODY_CREATE_CHECKPOINT_REQUEST;
-	request.create_checkpoint_request = &body;
-	return gw_ipc_call(cfg, "create_checkpoint", &request,
-	                   STEMEDB__IPC__V1__ENVELOPE__BODY_CREATE_CHECKPOINT_RESPONSE,
-	                   cfg->admin_timeout_ms, status);
 }

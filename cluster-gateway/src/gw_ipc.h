@@ -6,6 +6,7 @@
  * and records its latency and failures in the gateway's metrics. Only job threads call
  * these functions, because they block for up to the deadline. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gw_config.h"
@@ -26,12 +27,14 @@ ipc_envelope *gw_ipc_call(const struct gw_config *cfg, const char *call, ipc_env
                           ipc_body_case expected, uint64_t timeout_ms,
                           struct gw_ipc_status *status);
 
+/* Returns true when stemedb-api answers a Ready call within the IPC timeout and is
+ * ready; else false with the cause in *status. */
+bool gw_ipc_ready(const struct gw_config *cfg, struct gw_ipc_status *status);
+
 /* Convenience wrappers around gw_ipc_call for the calls the gateway makes. */
 ipc_envelope *gw_ipc_stats(const struct gw_config *cfg, struct gw_ipc_status *status);
 ipc_envelope *gw_ipc_compact(const struct gw_config *cfg, struct gw_ipc_status *status);
 ipc_envelope *gw_ipc_rebuild_indexes(const struct gw_config *cfg, struct gw_ipc_status *status);
-ipc_envelope *gw_ipc_create_checkpoint(const struct gw_config *cfg, const char *target_dir,
-                                       struct gw_ipc_status *status);
 
 /* Frees the idle clients. Call at exit, after every job thread has returned. */
 void gw_ipc_free_idle(void);

@@ -5,8 +5,7 @@
 struct gw_metrics gw_metrics;
 
 /* The label values created at start-up. Others appear on first use. */
-static const char *const ipc_calls[] = {"stats", "ready", "compact", "rebuild_indexes",
-                                        "create_checkpoint"};
+static const char *const ipc_calls[] = {"stats", "ready", "compact", "rebuild_indexes"};
 static const char *const ipc_reasons[] = {"unreachable", "timeout", "protocol", "remote_error"};
 static const char *const admin_operations[] = {"compact", "rebuild_indexes", "backup"};
 static const char *const admin_results[] = {"ok", "error", "rejected"};

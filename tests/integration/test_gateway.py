@@ -318,7 +318,13 @@ def test_rebuild_keeps_query_results(open_gateway, node, subject):
     assert skeptic_after == skeptic_before, skeptic_after
 
 
-def test_backup_creates_checkpoint(open_gateway, node, tmp_path, subject):
+def ctl(*args):
+    return subprocess.run(
+        [os.path.join(build_dir(), "bin", "stemedb-ctl"), *args], capture_output=True, timeout=120
+    )
+
+
+def test_backup_writes_manifest_and_checkpoint(open_gateway, node, tmp_path, subject):
     write_claims(node, subject, 5)
     target = tmp_path / "backup-1"
     response = open_gateway.post("/v1/admin/backup", json={"path": str(target)})
@@ -327,33 +333,42 @@ def test_backup_creates_checkpoint(open_gateway, node, tmp_path, subject):
     assert body["path"] == str(target), body
     assert body["assertion_count"] == node.get("/v1/health").json()["assertions_count"], body
     assert body["wal_cursor"] > 0, body
-    assert os.path.isfile(target / "CURRENT"), sorted(os.listdir(target))
+    assert body["files"] > 0, body
+    assert os.path.isfile(target / "MANIFEST.json"), sorted(os.listdir(target))
+    assert os.path.isfile(target / "db" / "CURRENT"), sorted(os.listdir(target / "db"))
+    assert "admin backup from 127.0.0.1" in open_gateway.log()
 
 
-def test_backup_checkpoint_opens_as_database(open_gateway, node, tmp_path, subject):
+def test_backup_verifies_and_restores(open_gateway, node, tmp_path, subject):
     write_claims(node, subject, 7)
-    target = tmp_path / "checkpoint"
+    target = tmp_path / "backup-2"
     response = open_gateway.post("/v1/admin/backup", json={"path": str(target)})
     assert response.status_code == 201, response.text
     expected = response.json()["assertion_count"]
 
+    verified = ctl("verify", "--backup", str(target))
+    assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
+
     restored = Node(tmp_path / "restored")
-    os.makedirs(restored.data_dir)
-    shutil.copytree(target, os.path.join(restored.data_dir, "db"))
+    done = ctl("restore", "--backup", str(target), "--data-dir", restored.data_dir)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     restored.start()
     try:
         count = restored.get("/v1/health").json()["assertions_count"]
-        assert count == expected, f"restored {count}, checkpoint reported {expected}"
+        assert count == expected, f"restored {count}, backup reported {expected}"
     finally:
         restored.stop()
 
 
-def test_backup_into_existing_directory_fails(open_gateway, tmp_path):
+def test_backup_into_non_empty_directory_rejected(open_gateway, tmp_path):
     target = tmp_path / "exists"
     target.mkdir()
+    (target / "keep.txt").write_text("operator data\n")
     response = open_gateway.post("/v1/admin/backup", json={"path": str(target)})
-    assert response.status_code in (400, 409, 500), response.text
-    assert response.json()["error"]["code"] != "", response.text
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == "path", response.text
+    assert "not empty" in response.json()["error"]["message"], response.text
+    assert (target / "keep.txt").read_text() == "operator data\n"
 
 
 @pytest.mark.parametrize(
