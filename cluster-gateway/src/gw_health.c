@@ -1,4 +1,5 @@
 /* GET /v1/health and GET /metrics. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/time.h>
 
@@ -7,6 +8,10 @@
 #include "gw_node.h"
 #include "stemedb/buf.h"
 #include "stemedb/metrics.h"
+
+/* Upper bound on the appended archiver metrics; the file normally has a few hundred
+ * bytes. */
+#define GW_ARCHIVER_METRICS_MAX (1024 * 1024)
 
 struct health_job {
 	struct gw_job job;
@@ -66,12 +71,36 @@ void gw_handle_health(struct gw_request *r)
 	}
 }
 
+/* Appends walarchiver.prom from the run directory. stemedb-walarchiver has no HTTP
+ * port and replaces that file with a rename after every pass, so it is read whole or
+ * not at all. A missing file (archiving off, or the archiver not started) adds
+ * nothing. */
+static void append_archiver_metrics(const struct gw_config *cfg, struct buf *out)
+{
+	char path[4200], chunk[4096];
+	size_t total = 0, n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", cfg->run_dir, GW_ARCHIVER_METRICS_FILE);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && total < GW_ARCHIVER_METRICS_MAX) {
+		buf_append(out, chunk, n);
+		total += n;
+	}
+	fclose(f);
+	if (total > 0 && out->data[out->len - 1] != '\n')
+		buf_append(out, "\n", 1);
+}
+
 void gw_handle_metrics(struct gw_request *r)
 {
 	struct buf text;
 
 	buf_init(&text);
 	metrics_render(&text);
+	append_archiver_metrics(r->gw->config, &text);
 	gw_reply_bytes(r, 200, "text/plain; version=0.0.4; charset=utf-8", text.data, text.len);
 	buf_free(&text);
 }

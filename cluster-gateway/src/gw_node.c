@@ -1,6 +1,9 @@
 #include "gw_node.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "gw_http.h"
 
@@ -110,16 +113,34 @@ static uint64_t stalled_ns(struct gateway *gw, uint64_t watermark, uint64_t lag_
 	return w->lag_since_ns == 0 ? 0 : now - w->lag_since_ns;
 }
 
-/* stemedb-walarchiver, judged by what stemedb-api reports: "disabled" when archiving
- * is off, "stalled" when sealed segments have waited longer than the configured time
- * without the archived offset moving, "archiving" while it catches up, else
- * "healthy". The gateway cannot see the archiver process itself. */
+/* Seconds since stemedb-walarchiver last rewrote its metrics file, or -1 when the file
+ * does not exist. */
+static double archiver_metrics_age(const struct gw_config *cfg)
+{
+	char path[4200];
+	struct timespec now;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", cfg->run_dir, GW_ARCHIVER_METRICS_FILE);
+	if (stat(path, &st) != 0)
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (double)(now.tv_sec - st.st_mtim.tv_sec) +
+	       (double)(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
+}
+
+/* stemedb-walarchiver, judged by what stemedb-api reports and by its metrics file:
+ * "disabled" when archiving is off; "down" when the archiver has not rewritten its
+ * metrics file within the stall time; "stalled" when sealed segments have waited that
+ * long without the archived offset moving; "archiving" while it catches up; else
+ * "healthy". */
 static json_t *walarchiver_entry(struct gateway *gw, const Stemedb__Ipc__V1__StatsResponse *stats,
                                  enum gw_node_state *state)
 {
 	uint64_t lag_bytes, lag_segments, waiting_ns;
 	const char *name;
 	json_t *entry;
+	double age;
 
 	*state = GW_NODE_HEALTHY;
 	if (stats == NULL) {
@@ -132,7 +153,11 @@ static json_t *walarchiver_entry(struct gateway *gw, const Stemedb__Ipc__V1__Sta
 
 	gw_node_archive_lag(stats, &lag_bytes, &lag_segments);
 	waiting_ns = stalled_ns(gw, stats->archived_watermark, lag_segments);
-	if (lag_segments == 0) {
+	age = archiver_metrics_age(gw->config);
+	if (age < 0 || age * 1000.0 > (double)gw->config->archive_stall_ms) {
+		name = "down";
+		*state = GW_NODE_DEGRADED;
+	} else if (lag_segments == 0) {
 		name = "healthy";
 	} else if (waiting_ns >= gw->config->archive_stall_ms * 1000000u) {
 		name = "stalled";
@@ -145,6 +170,7 @@ static json_t *walarchiver_entry(struct gateway *gw, const Stemedb__Ipc__V1__Sta
 	                  (json_int_t)stats->archived_watermark, "lag_bytes", (json_int_t)lag_bytes,
 	                  "lag_segments", (json_int_t)lag_segments, "waiting_seconds",
 	                  (json_int_t)(waiting_ns / 1000000000u));
+	json_object_set_new(entry, "metrics_age_seconds", age < 0 ? json_null() : json_real(age));
 	return entry;
 }
 

@@ -9,6 +9,10 @@
 #include "gw_http.h"
 #include "gw_ipc.h"
 
+/* Metrics file that stemedb-walarchiver rewrites in the run directory after every
+ * pass. Its age tells whether the archiver runs. */
+#define GW_ARCHIVER_METRICS_FILE "walarchiver.prom"
+
 /* Overall state of the node: every daemon healthy, some of it impaired but serving,
  * or not serving. */
 enum gw_node_state { GW_NODE_HEALTHY = 0, GW_NODE_DEGRADED, GW_NODE_UNHEALTHY };

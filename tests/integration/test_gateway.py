@@ -503,3 +503,47 @@ def test_invalid_configuration_exits_2(node, env, needle):
     )
     assert result.returncode == 2, result
     assert needle in result.stderr.decode(), result.stderr
+
+
+def test_walarchiver_state_and_metrics(tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    api = Node(tmp_path / "archived", env={"STEMEDB_WAL_ARCHIVE": "true"}).start()
+    gateway = Gateway(api, env={"STEMEDB_GATEWAY_ARCHIVE_STALL_MS": "1500"}).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEMEDB_")}
+    env.update({"STEMEDB_DATA_DIR": api.data_dir, "STEMEDB_WAL_ARCHIVE_DIR": str(archive)})
+    log = open(os.path.join(api.data_dir, "walarchiver.log"), "ab")
+    archiver = subprocess.Popen(
+        [os.path.join(build_dir(), "bin", "stemedb-walarchiver")], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+    try:
+        deadline = time.monotonic() + 15
+        body = None
+        while time.monotonic() < deadline:
+            body = gateway.get("/v1/health").json()
+            if body["daemons"]["walarchiver"]["state"] in ("healthy", "archiving"):
+                break
+            time.sleep(0.1)
+        assert body["daemons"]["walarchiver"]["state"] in ("healthy", "archiving"), body
+        assert body["daemons"]["walarchiver"]["metrics_age_seconds"] is not None, body
+
+        metrics = gateway.get("/metrics").text
+        assert "stemedb_wal_archive_lag_segments" in metrics, metrics[-2000:]
+        code, output = promtool_check(metrics)
+        assert code == 0, output
+
+        archiver.send_signal(signal.SIGTERM)
+        assert archiver.wait(30) == 0
+        time.sleep(2.0)
+        health = gateway.get("/v1/health")
+        body = health.json()
+        assert health.status_code == 503, body
+        assert body["status"] == "degraded", body
+        assert body["daemons"]["walarchiver"]["state"] == "down", body
+    finally:
+        if archiver.poll() is None:
+            archiver.kill()
+            archiver.wait(10)
+        assert gateway.stop() == 0, gateway.log()
+        api.stop()
