@@ -13,7 +13,8 @@
 #include "gw_node.h"
 #include "stemedb/log.h"
 
-/* Longest backup path accepted; PATH_MAX less room for the files inside. */
+/* Maximum length of a backup path in bytes. It leaves room below PATH_MAX (4096) for
+ * the names of the files inside. */
 #define GW_BACKUP_PATH_MAX 3800
 
 struct admin_job {

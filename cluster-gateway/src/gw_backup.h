@@ -20,7 +20,7 @@ enum gw_backup_result {
 };
 
 /* Runs the backup into dest (an absolute path). On GW_BACKUP_OK *manifest receives
- * the parsed MANIFEST.json (caller frees it); otherwise message says why, with the
+ * the parsed MANIFEST.json (caller frees it); otherwise message contains the cause, with the
  * tail of stemedb-ctl's output. */
 enum gw_backup_result gw_backup_run(const struct gw_config *cfg, const char *dest,
                                     json_t **manifest, char *message, size_t message_size);

@@ -188,7 +188,7 @@ static bool is_media_type(const char *value, const char *type)
 }
 
 /* True for application/json, with parameters such as charset. The form type is
- * accepted too, because `curl -d` sends it unless told otherwise, and the body is
+ * accepted too, because `curl -d` sends it unless -H sets another type, and the body is
  * parsed as JSON either way. */
 static bool is_json_content_type(const char *value)
 {
@@ -374,7 +374,7 @@ struct gw_http_server *gw_http_start(struct gateway *gw, char *err, size_t err_s
 	evhttp_set_max_body_size(server->http, GW_MAX_BODY_BYTES);
 	evhttp_set_max_headers_size(server->http, GW_MAX_HEADER_BYTES);
 	evhttp_set_timeout(server->http, GW_CONNECTION_TIMEOUT_S);
-	/* Every method reaches the dispatcher, which answers a wrong one with a JSON 405. */
+	/* Every method reaches the dispatcher, which replies to a wrong one with a JSON 405. */
 	evhttp_set_allowed_methods(
 	        server->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
 	                              EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);

@@ -150,7 +150,7 @@ static ipc_envelope *call_on(struct ipc_client *client, const struct gw_config *
 	return NULL;
 }
 
-/* Checks within the short deadline that stemedb-api answers and is ready. A long call
+/* Checks within the short deadline that stemedb-api replies and is ready. A long call
  * made without it would keep retrying the connection until its own deadline, which
  * can be minutes, when stemedb-api is down. */
 static bool check_ready(struct ipc_client *client, const struct gw_config *cfg,

@@ -2,7 +2,7 @@
 #define STEMEDB_GW_IPC_H
 
 /* Calls from the gateway to stemedb-api over api.sock. Each call takes a client of
- * its own from a pool, so calls on different job threads never wait for each other,
+ * its own from a pool, so calls on different job threads never share a connection,
  * and records its latency and failures in the gateway's metrics. Only job threads call
  * these functions, because they block for up to the deadline. */
 
@@ -27,7 +27,7 @@ ipc_envelope *gw_ipc_call(const struct gw_config *cfg, const char *call, ipc_env
                           ipc_body_case expected, uint64_t timeout_ms,
                           struct gw_ipc_status *status);
 
-/* Returns true when stemedb-api answers a Ready call within the IPC timeout and is
+/* Returns true when stemedb-api replies to a Ready call within the IPC timeout and is
  * ready; else false with the cause in *status. */
 bool gw_ipc_ready(const struct gw_config *cfg, struct gw_ipc_status *status);
 

@@ -28,8 +28,9 @@ static void *job_main(void *arg)
 
 	job->work(job);
 
-	/* event_base_once is safe from another thread once evthread_use_pthreads has run,
-	 * and it wakes the loop. It fails only when memory runs out. */
+	/* event_base_once is safe from another thread because main called
+	 * evthread_use_pthreads, and it wakes the loop. In libevent 2.1 it fails only when
+	 * an allocation fails. */
 	if (event_base_once(base, -1, EV_TIMEOUT, on_job_done, job, &now) != 0) {
 		log_error("event_base_once failed, so a finished IPC job cannot reply; the "
 		          "gateway stops");

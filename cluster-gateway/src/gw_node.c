@@ -60,7 +60,7 @@ void gw_node_archive_lag(const Stemedb__Ipc__V1__StatsResponse *stats, uint64_t 
 }
 
 /* stemedb-api: "down" when its socket does not accept a call, "unhealthy" when it
- * answers badly or not in time or reports a WAL or storage failure, "degraded" while
+ * replies badly or not in time or reports a WAL or storage failure, "degraded" while
  * it replays the WAL, else "healthy". */
 static json_t *api_entry(struct gateway *gw, const struct gw_node_probe *probe,
                          enum gw_node_state *state)
@@ -129,11 +129,10 @@ static double archiver_metrics_age(const struct gw_config *cfg)
 	       (double)(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
 }
 
-/* stemedb-walarchiver, judged by what stemedb-api reports and by its metrics file:
- * "disabled" when archiving is off; "down" when the archiver has not rewritten its
- * metrics file within the stall time; "stalled" when sealed segments have waited that
- * long without the archived offset moving; "archiving" while it catches up; else
- * "healthy". */
+/* Judges stemedb-walarchiver by what stemedb-api reports and by its metrics file.
+ * "disabled": archiving is off. "down": the metrics file is missing or older than the
+ * stall time. "stalled": sealed segments have waited that long without the archived
+ * offset moving. "archiving": segments wait, but not that long. Else "healthy". */
 static json_t *walarchiver_entry(struct gateway *gw, const Stemedb__Ipc__V1__StatsResponse *stats,
                                  enum gw_node_state *state)
 {

@@ -10,7 +10,7 @@
 #include "gw_ipc.h"
 
 /* Metrics file that stemedb-walarchiver rewrites in the run directory after every
- * pass. Its age tells whether the archiver runs. */
+ * pass. Its age shows whether the archiver runs. */
 #define GW_ARCHIVER_METRICS_FILE "walarchiver.prom"
 
 /* Overall state of the node: every daemon healthy, some of it impaired but serving,

@@ -105,8 +105,8 @@ static int run(const struct gw_config *cfg)
 	daemon_notify_stopping("stopping");
 	gw_http_stop_accepting(server);
 	if (!wait_for_jobs(&gw)) {
-		/* A job thread still blocks in an IPC call; freeing the loop now would let it
-		 * reply into freed memory, so the process exits with the loop still allocated. */
+		/* A job thread still blocks in an IPC call. Freeing the loop now would let
+		 * it reply into freed memory, so the process exits with the loop allocated. */
 		log_warn("%u calls to stemedb-api were still open after %d ms; their replies are "
 		         "lost",
 		         atomic_load(&gw.jobs_running), GW_STOP_WAIT_MS);
