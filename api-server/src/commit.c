@@ -123,8 +123,7 @@ static void register_metrics(void)
 	metrics.write_errors = metrics_counter_family(
 	        "stemedb_wal_write_errors_total",
 	        "Failures of the write path by stage (write, fsync, store).", error_labels);
-	metrics.segments =
-	        metrics_gauge("stemedb_wal_segments_count", "WAL segment files on disk.");
+	metrics.segments = metrics_gauge("stemedb_wal_segments", "WAL segment files on disk.");
 	metrics.recovery_duration = metrics_histogram(
 	        "stemedb_wal_recovery_duration_seconds",
 	        "Time to open the WAL and replay unapplied records at start-up, in seconds.",

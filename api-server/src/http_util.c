@@ -75,8 +75,10 @@ void http_metrics_register(void)
 	http_metrics.latency_query = metrics_family_histogram(latency, query_value);
 	http_metrics.latency_skeptic = metrics_family_histogram(latency, skeptic_value);
 
-	http_metrics.assertions =
-	        metrics_gauge("stemedb_assertions_total", "Assertions stored on this node");
+	http_metrics.assertions = metrics_counter(
+	        "stemedb_assertions_total",
+	        "Assertions stored on this node. Stored assertions are never deleted, so "
+	        "the count only grows");
 	http_metrics.connections =
 	        metrics_gauge("stemedb_http_connections", "Open HTTP client connections");
 }
