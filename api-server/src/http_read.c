@@ -184,37 +184,65 @@ static bool load_candidates(struct http_call *call, const struct read_params *rp
 	return true;
 }
 
-static json_t *hash_json(const uint8_t *bytes)
+/* Writes {"type", "value"} as object_value_to_json builds it. */
+static void write_object_value(struct json_writer *w, const struct object_value *o)
 {
-	char text[2 * STEMEDB_HASH_LEN + 1];
-
-	hex_encode(bytes, STEMEDB_HASH_LEN, text);
-	return json_string(text);
+	json_writer_object_begin(w);
+	json_writer_key(w, "type");
+	json_writer_cstring(w, object_type_name(o->type));
+	json_writer_key(w, "value");
+	switch (o->type) {
+	case OBJECT_TEXT:
+	case OBJECT_REFERENCE:
+		json_writer_string(w, o->text != NULL ? o->text : "", o->text_len);
+		break;
+	case OBJECT_NUMBER:
+		json_writer_double(w, o->number);
+		break;
+	case OBJECT_BOOLEAN:
+	default:
+		json_writer_bool(w, o->boolean);
+		break;
+	}
+	json_writer_object_end(w);
 }
 
-static json_t *candidate_json(const struct candidate *c, const struct lens_params *lp,
-                              const struct lens_result *result, size_t index)
+static void write_candidate(struct json_writer *w, const struct candidate *c,
+                            const struct lens_params *lp, const struct lens_result *result,
+                            size_t index)
 {
-	json_t *agents = json_array();
-	json_t *obj;
+	json_writer_object_begin(w);
+	json_writer_key(w, "hash");
+	json_writer_hex(w, c->hash, STEMEDB_HASH_LEN);
+	json_writer_key(w, "object");
+	write_object_value(w, &c->object);
+	json_writer_key(w, "confidence");
+	json_writer_micro(w, c->confidence_micro);
+	json_writer_key(w, "effective_confidence");
+	json_writer_double(w, lens_effective_confidence(c, lp));
+	json_writer_key(w, "source_class");
+	json_writer_cstring(w, source_class_name(c->source_class));
+	json_writer_key(w, "lifecycle");
+	json_writer_cstring(w, lifecycle_name(c->lifecycle));
+	json_writer_key(w, "timestamp");
+	json_writer_uint(w, c->timestamp);
 
+	json_writer_key(w, "agents");
+	json_writer_array_begin(w);
 	for (size_t i = 0; i < c->agent_count; i++)
-		json_array_append_new(agents, hash_json(c->agents[i]));
+		json_writer_hex(w, c->agents[i], STEMEDB_AGENT_ID_LEN);
+	json_writer_array_end(w);
 
-	obj = json_pack("{s:o, s:o, s:f, s:f, s:s, s:s, s:I, s:o}", "hash", hash_json(c->hash),
-	                "object", object_value_to_json(&c->object), "confidence",
-	                (double)c->confidence_micro / STEMEDB_CONFIDENCE_SCALE,
-	                "effective_confidence", lens_effective_confidence(c, lp), "source_class",
-	                source_class_name(c->source_class), "lifecycle",
-	                lifecycle_name(c->lifecycle), "timestamp", (json_int_t)c->timestamp,
-	                "agents", agents);
-	json_object_set_new(obj, "score",
-	                    result != NULL && index < result->score_count
-	                            ? json_real(result->scores[index])
-	                            : json_null());
-	if (c->has_epoch)
-		json_object_set_new(obj, "epoch", hash_json(c->epoch));
-	return obj;
+	json_writer_key(w, "score");
+	if (result != NULL && index < result->score_count)
+		json_writer_double(w, result->scores[index]);
+	else
+		json_writer_null(w);
+	if (c->has_epoch) {
+		json_writer_key(w, "epoch");
+		json_writer_hex(w, c->epoch, STEMEDB_HASH_LEN);
+	}
+	json_writer_object_end(w);
 }
 
 /* Orders candidates newest first: timestamp, then HLC, then smaller hash. */
@@ -233,12 +261,11 @@ static int compare_newest_first(const void *a, const void *b, void *ctx)
 	return memcmp(x->hash, y->hash, STEMEDB_HASH_LEN);
 }
 
-static json_t *candidates_json(const struct candidate_list *list, const struct read_params *rp,
-                               const struct lens_result *result)
+static void write_candidates(struct json_writer *w, const struct candidate_list *list,
+                             const struct read_params *rp, const struct lens_result *result)
 {
 	size_t *order = malloc((list->count > 0 ? list->count : 1) * sizeof(*order));
 	size_t shown_count = list->count < rp->limit ? list->count : (size_t)rp->limit;
-	json_t *array = json_array();
 
 	if (order == NULL)
 		abort();
@@ -246,25 +273,27 @@ static json_t *candidates_json(const struct candidate_list *list, const struct r
 		order[i] = i;
 	qsort_r(order, list->count, sizeof(*order), compare_newest_first, list->items);
 
+	json_writer_array_begin(w);
 	for (size_t i = 0; i < shown_count; i++)
-		json_array_append_new(array, candidate_json(&list->items[order[i]],
-		                                            &rp->lens_params, result, order[i]));
+		write_candidate(w, &list->items[order[i]], &rp->lens_params, result, order[i]);
+	json_writer_array_end(w);
 	free(order);
-	return array;
 }
 
-/* Builds the fields that /v1/query and /v1/skeptic share. */
-static json_t *read_header_json(const struct read_params *rp)
+/* Opens the reply object and writes the fields that /v1/query and /v1/skeptic share. */
+static void write_read_header(struct json_writer *w, const struct read_params *rp)
 {
-	json_t *obj = json_object();
-
-	json_object_set_new(obj, "subject", json_stringn(rp->subject, rp->subject_len));
-	json_object_set_new(obj, "predicate", json_stringn(rp->predicate, rp->predicate_len));
-	if (rp->has_as_of)
-		json_object_set_new(obj, "as_of", json_integer((json_int_t)rp->as_of));
-	json_object_set_new(obj, "reference_time",
-	                    json_integer((json_int_t)rp->lens_params.reference_time));
-	return obj;
+	json_writer_object_begin(w);
+	json_writer_key(w, "subject");
+	json_writer_string(w, rp->subject, rp->subject_len);
+	json_writer_key(w, "predicate");
+	json_writer_string(w, rp->predicate, rp->predicate_len);
+	if (rp->has_as_of) {
+		json_writer_key(w, "as_of");
+		json_writer_uint(w, rp->as_of);
+	}
+	json_writer_key(w, "reference_time");
+	json_writer_uint(w, rp->lens_params.reference_time);
 }
 
 static const char *const read_param_names[] = {
@@ -273,23 +302,32 @@ static const char *const read_param_names[] = {
 static const char *const skeptic_param_names[] = {
         "subject", "predicate", "as_of", "lifecycle", "source_class", "decay", "tolerance", NULL};
 
-static json_t *query_json(const struct read_params *rp, const struct candidate_list *list,
-                          const struct lens_result *result)
+static void write_query(struct json_writer *w, const struct read_params *rp,
+                        const struct candidate_list *list, const struct lens_result *result)
 {
-	json_t *body = read_header_json(rp);
+	write_read_header(w, rp);
+	json_writer_key(w, "lens");
+	json_writer_cstring(w, lens_name(rp->lens));
+	json_writer_key(w, "candidate_count");
+	json_writer_uint(w, list->count);
 
-	json_object_set_new(body, "lens", json_string(lens_name(rp->lens)));
-	json_object_set_new(body, "candidate_count", json_integer((json_int_t)list->count));
-	json_object_set_new(body, "winner",
-	                    result->has_winner
-	                            ? candidate_json(&list->items[result->winner], &rp->lens_params,
-	                                             result, result->winner)
-	                            : json_null());
-	json_object_set_new(body, "confidence",
-	                    result->has_winner ? json_real(result->confidence) : json_null());
-	json_object_set_new(body, "candidates", candidates_json(list, rp, result));
-	json_object_set_new(body, "truncated", json_boolean(list->count > rp->limit));
-	return body;
+	json_writer_key(w, "winner");
+	if (result->has_winner)
+		write_candidate(w, &list->items[result->winner], &rp->lens_params, result,
+		                result->winner);
+	else
+		json_writer_null(w);
+	json_writer_key(w, "confidence");
+	if (result->has_winner)
+		json_writer_double(w, result->confidence);
+	else
+		json_writer_null(w);
+
+	json_writer_key(w, "candidates");
+	write_candidates(w, list, rp, result);
+	json_writer_key(w, "truncated");
+	json_writer_bool(w, list->count > rp->limit);
+	json_writer_object_end(w);
 }
 
 void http_handle_query(struct http_call *call)
@@ -299,6 +337,8 @@ void http_handle_query(struct http_call *call)
 	struct lens_result result;
 	struct read_params rp;
 	struct http_query q;
+	struct json_writer w;
+	struct buf body;
 
 	if (http_require_ready(call) == NULL)
 		return;
@@ -310,7 +350,9 @@ void http_handle_query(struct http_call *call)
 
 	memset(&result, 0, sizeof(result));
 	lens_resolve(rp.lens, list.items, list.count, &rp.lens_params, &result);
-	http_reply_json(call, 200, query_json(&rp, &list, &result));
+	http_reply_begin(&body, &w);
+	write_query(&w, &rp, &list, &result);
+	http_reply_text(call, 200, &body);
 
 	lens_result_free(&result);
 	candidate_list_free(&list);
@@ -319,9 +361,9 @@ void http_handle_query(struct http_call *call)
 	histogram_observe(http_metrics.latency_query, (double)(http_now_ns() - started) / 1e9);
 }
 
-/* Appends each agent of c that agents (raw ids in seen) does not hold yet. */
-static void add_distinct_agents(const struct candidate *c, json_t *agents, uint8_t (*seen)[32],
-                                size_t *seen_count)
+/* Writes each agent of c that seen (raw ids) does not contain yet, and adds it there. */
+static void write_distinct_agents(struct json_writer *w, const struct candidate *c,
+                                  uint8_t (*seen)[32], size_t *seen_count)
 {
 	for (size_t a = 0; a < c->agent_count; a++) {
 		bool known = false;
@@ -331,54 +373,75 @@ static void add_distinct_agents(const struct candidate *c, json_t *agents, uint8
 		if (known)
 			continue;
 		memcpy(seen[(*seen_count)++], c->agents[a], STEMEDB_AGENT_ID_LEN);
-		json_array_append_new(agents, hash_json(c->agents[a]));
+		json_writer_hex(w, c->agents[a], STEMEDB_AGENT_ID_LEN);
 	}
 }
 
-static json_t *claim_json(const struct claim *claim, const struct candidate *items)
+static void write_claim(struct json_writer *w, const struct claim *claim,
+                        const struct candidate *items)
 {
 	uint8_t(*seen)[32] = malloc((claim->member_count * STEMEDB_SIGNATURES_MAX + 1) * 32);
 	bool tiers[SOURCE_CLASS_COUNT] = {false};
-	json_t *agents = json_array(), *classes = json_array(), *hashes = json_array();
 	size_t seen_count = 0;
 
 	if (seen == NULL)
 		abort();
+	json_writer_object_begin(w);
+	json_writer_key(w, "value");
+	write_object_value(w, &items[claim->representative].object);
+	json_writer_key(w, "share");
+	json_writer_double(w, claim->share);
+	json_writer_key(w, "weight");
+	json_writer_double(w, claim->weight);
+	json_writer_key(w, "assertion_count");
+	json_writer_uint(w, claim->member_count);
+
+	json_writer_key(w, "agents");
+	json_writer_array_begin(w);
 	for (size_t m = 0; m < claim->member_count; m++) {
 		const struct candidate *c = &items[claim->members[m]];
 
-		add_distinct_agents(c, agents, seen, &seen_count);
+		write_distinct_agents(w, c, seen, &seen_count);
 		tiers[c->source_class % SOURCE_CLASS_COUNT] = true;
-		json_array_append_new(hashes, hash_json(c->hash));
 	}
-	for (uint8_t t = 0; t < SOURCE_CLASS_COUNT; t++) {
-		if (tiers[t])
-			json_array_append_new(classes, json_string(source_class_name(t)));
-	}
+	json_writer_array_end(w);
 	free(seen);
 
-	return json_pack("{s:o, s:f, s:f, s:I, s:o, s:o, s:o}", "value",
-	                 object_value_to_json(&items[claim->representative].object), "share",
-	                 claim->share, "weight", claim->weight, "assertion_count",
-	                 (json_int_t)claim->member_count, "agents", agents, "source_classes",
-	                 classes, "assertions", hashes);
+	json_writer_key(w, "source_classes");
+	json_writer_array_begin(w);
+	for (uint8_t t = 0; t < SOURCE_CLASS_COUNT; t++) {
+		if (tiers[t])
+			json_writer_cstring(w, source_class_name(t));
+	}
+	json_writer_array_end(w);
+
+	json_writer_key(w, "assertions");
+	json_writer_array_begin(w);
+	for (size_t m = 0; m < claim->member_count; m++)
+		json_writer_hex(w, items[claim->members[m]].hash, STEMEDB_HASH_LEN);
+	json_writer_array_end(w);
+	json_writer_object_end(w);
 }
 
-static json_t *skeptic_json(const struct read_params *rp, const struct candidate_list *list,
-                            const struct skeptic_result *result)
+static void write_skeptic(struct json_writer *w, const struct read_params *rp,
+                          const struct candidate_list *list, const struct skeptic_result *result)
 {
-	json_t *body = read_header_json(rp);
-	json_t *claims = json_array();
+	write_read_header(w, rp);
+	json_writer_key(w, "status");
+	json_writer_cstring(w, skeptic_status_name(result->status));
+	json_writer_key(w, "conflict_score");
+	json_writer_double(w, result->conflict_score);
+	json_writer_key(w, "candidate_count");
+	json_writer_uint(w, list->count);
+	json_writer_key(w, "claim_count");
+	json_writer_uint(w, result->claims.count);
 
+	json_writer_key(w, "claims");
+	json_writer_array_begin(w);
 	for (size_t i = 0; i < result->claims.count; i++)
-		json_array_append_new(claims, claim_json(&result->claims.claims[i], list->items));
-
-	json_object_set_new(body, "status", json_string(skeptic_status_name(result->status)));
-	json_object_set_new(body, "conflict_score", json_real(result->conflict_score));
-	json_object_set_new(body, "candidate_count", json_integer((json_int_t)list->count));
-	json_object_set_new(body, "claim_count", json_integer((json_int_t)result->claims.count));
-	json_object_set_new(body, "claims", claims);
-	return body;
+		write_claim(w, &result->claims.claims[i], list->items);
+	json_writer_array_end(w);
+	json_writer_object_end(w);
 }
 
 void http_handle_skeptic(struct http_call *call)
@@ -388,6 +451,8 @@ void http_handle_skeptic(struct http_call *call)
 	struct candidate_list list;
 	struct read_params rp;
 	struct http_query q;
+	struct json_writer w;
+	struct buf body;
 
 	if (http_require_ready(call) == NULL)
 		return;
@@ -399,7 +464,9 @@ void http_handle_skeptic(struct http_call *call)
 
 	memset(&result, 0, sizeof(result));
 	skeptic_analyze(list.items, list.count, &rp.lens_params, &result);
-	http_reply_json(call, 200, skeptic_json(&rp, &list, &result));
+	http_reply_begin(&body, &w);
+	write_skeptic(&w, &rp, &list, &result);
+	http_reply_text(call, 200, &body);
 
 	skeptic_result_free(&result);
 	candidate_list_free(&list);

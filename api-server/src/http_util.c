@@ -100,10 +100,24 @@ static void free_dumped(const void *data, size_t len, void *arg)
 	free((void *)data);
 }
 
-void http_reply_json(struct http_call *call, int status, json_t *body)
+/* Hands body to libevent without a copy, adds the final newline and sends it. */
+static void http_send_body(struct http_call *call, int status, struct buf *body)
 {
 	struct evbuffer *out = evhttp_request_get_output_buffer(call->req);
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(call->req);
+
+	buf_append(body, "\n", 1);
+	if (evbuffer_add_reference(out, body->data, body->len, free_dumped, NULL) != 0)
+		buf_free(body);
+	buf_init(body);
+
+	evhttp_add_header(headers, "Content-Type", "application/json");
+	evhttp_send_reply(call->req, status, NULL, NULL);
+	http_call_finish(call, status);
+}
+
+void http_reply_json(struct http_call *call, int status, json_t *body)
+{
 	struct buf text;
 
 	/* jansson emits one small piece per token, so the text is collected in one
@@ -119,15 +133,21 @@ void http_reply_json(struct http_call *call, int status, json_t *body)
 		status = 500;
 		buf_append(&text, encode_failure_body, sizeof(encode_failure_body) - 1);
 	}
-	buf_append(&text, "\n", 1);
 	json_decref(body);
+	http_send_body(call, status, &text);
+}
 
-	if (evbuffer_add_reference(out, text.data, text.len, free_dumped, NULL) != 0)
-		buf_free(&text);
+void http_reply_begin(struct buf *out, struct json_writer *w)
+{
+	/* One allocation covers a query reply with ten candidates (about 4 KiB). */
+	buf_init(out);
+	buf_reserve(out, 8192);
+	json_writer_init(w, out);
+}
 
-	evhttp_add_header(headers, "Content-Type", "application/json");
-	evhttp_send_reply(call->req, status, NULL, NULL);
-	http_call_finish(call, status);
+void http_reply_text(struct http_call *call, int status, struct buf *body)
+{
+	http_send_body(call, status, body);
 }
 
 void http_reply_bytes(struct http_call *call, int status, const char *content_type,
@@ -140,6 +160,21 @@ void http_reply_bytes(struct http_call *call, int status, const char *content_ty
 	                  content_type);
 	evhttp_send_reply(call->req, status, NULL, NULL);
 	http_call_finish(call, status);
+}
+
+void http_write_error_object(struct json_writer *w, const char *code, const char *field,
+                             const char *message)
+{
+	json_writer_object_begin(w);
+	json_writer_key(w, "code");
+	json_writer_cstring(w, code);
+	json_writer_key(w, "message");
+	json_writer_cstring(w, message);
+	if (field != NULL && field[0] != '\0') {
+		json_writer_key(w, "field");
+		json_writer_cstring(w, field);
+	}
+	json_writer_object_end(w);
 }
 
 json_t *http_error_object(const char *code, const char *field, const char *message)
@@ -198,6 +233,8 @@ void http_reply_error(struct http_call *call, int status, const char *code, cons
 {
 	char message[512];
 	char field_text[128];
+	struct json_writer w;
+	struct buf body;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -210,8 +247,12 @@ void http_reply_error(struct http_call *call, int status, const char *code, cons
 
 	http_count_rejection(code);
 	http_log_error(call, status, code, field, message);
-	http_reply_json(call, status,
-	                json_pack("{s:o}", "error", http_error_object(code, field, message)));
+	http_reply_begin(&body, &w);
+	json_writer_object_begin(&w);
+	json_writer_key(&w, "error");
+	http_write_error_object(&w, code, field, message);
+	json_writer_object_end(&w);
+	http_reply_text(call, status, &body);
 }
 
 struct commit_pipeline *http_require_ready(struct http_call *call)

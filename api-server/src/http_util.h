@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 #include "http_server.h"
+#include "stemedb/buf.h"
+#include "stemedb/json_writer.h"
 #include "stemedb/metrics.h"
 
 #define HTTP_QUERY_PARAMS_MAX 16
@@ -33,6 +35,17 @@ void http_metrics_register(void);
 
 /* Sends body (a JSON value, consumed) with the given status, then finishes the call. */
 void http_reply_json(struct http_call *call, int status, json_t *body);
+
+/* Starts a reply body in out, which http_reply_text sends and frees. */
+void http_reply_begin(struct buf *out, struct json_writer *w);
+
+/* Sends the JSON text in body (written through a json_writer, taken over and freed)
+ * with the given status, then finishes the call. */
+void http_reply_text(struct http_call *call, int status, struct buf *body);
+
+/* Writes {"code", "message", "field"} (field omitted when NULL or empty). */
+void http_write_error_object(struct json_writer *w, const char *code, const char *field,
+                             const char *message);
 
 /* Sends data as-is with the given content type, then finishes the call. */
 void http_reply_bytes(struct http_call *call, int status, const char *content_type,

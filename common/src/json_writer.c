@@ -9,19 +9,20 @@
 
 /* Reserves room for n more bytes and returns where they go. The caller adds what it
  * wrote to out->len. */
-static char *json_reserve(struct json_writer *w, size_t n)
+static inline char *json_reserve(struct json_writer *w, size_t n)
 {
-	buf_reserve(w->out, n);
+	if (w->out->cap - w->out->len < n)
+		buf_reserve(w->out, n);
 	return (char *)w->out->data + w->out->len;
 }
 
-static void json_put(struct json_writer *w, const char *text, size_t len)
+static inline void json_put(struct json_writer *w, const char *text, size_t len)
 {
 	memcpy(json_reserve(w, len), text, len);
 	w->out->len += len;
 }
 
-static void json_put_char(struct json_writer *w, char c)
+static inline void json_put_char(struct json_writer *w, char c)
 {
 	*json_reserve(w, 1) = c;
 	w->out->len++;
