@@ -9,7 +9,7 @@ packages=(
   libcurl4-openssl-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler
   clang libclang-rt-14-dev
   nginx prometheus curl openssl iproute2 systemd util-linux
-  python3 python3-pytest python3-requests python3-nacl
+  python3 python3-pytest python3-requests python3-nacl python3-yaml
 )
 
 missing=()
