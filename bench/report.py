@@ -103,6 +103,13 @@ def goal_text(value, goal, higher_is_better=True):
     return "missed: %.2f ms over" % (value - goal)
 
 
+def busy_machine(meta):
+    """Return True when a load average exceeded the number of cores during the run."""
+    cores = int(meta.get("cores", "1"))
+    samples = (meta.get("load_average", "") + " " + meta.get("load_average_end", "")).split()
+    return any(float(value) > cores for value in samples)
+
+
 def machine_section(meta):
     rows = [
         ("Command", "`%s`" % meta.get("command", "make bench")),
@@ -122,6 +129,10 @@ def machine_section(meta):
          "shows up here)" % (meta.get("load_average", "?"), meta.get("load_average_end", "?"))),
         ("Total time", "%s s for the whole script" % meta.get("total_seconds", "?")),
     ]
+    if busy_machine(meta):
+        rows.append(("Note", "the load average rose above the core count, so other work "
+                     "shared the cores with this run and the spread between runs is wider. "
+                     "Rerun on an otherwise idle machine for tighter figures."))
     lines = ["| | |", "|---|---|"]
     lines += ["| %s | %s |" % row for row in rows]
     return lines
@@ -269,10 +280,18 @@ def library_role(dso):
     return None
 
 
+def process_label(pid_comm):
+    """Turn perf's "pid:comm" into the comm, calling the idle task (pid 0) idle."""
+    pid, _, comm = pid_comm.partition(":")
+    if pid == "0" or comm == "swapper":
+        return "idle"
+    return comm or pid_comm
+
+
 def bottleneck_sentence(threads, libraries):
     """Name the limit a profile points at: waiting when the cores were often idle, else
     the library that used most of the server's CPU time."""
-    idle = sum(percent for percent, comm in threads if comm == "swapper")
+    idle = sum(percent for percent, comm in threads if process_label(comm) == "idle")
     if idle >= 20:
         return ("With %.0f%% of CPU time idle while every client had a request in flight, "
                 "this workload did not saturate the cores: it is limited by requests "
@@ -291,9 +310,12 @@ def profile_summary(work, name, title):
     threads = read_profile(work / ("profile-%s-comm.txt" % name))
     if not threads:
         return []
-    shares = ", ".join("%s %.0f%%" % ("idle" if comm == "swapper" else comm, percent)
-                       for percent, comm in threads[:5])
-    lines = ["**%s.** Share of all CPU samples by process: %s." % (title, shares)]
+    server = sum(percent for percent, _ in read_profile(work / ("profile-%s-server.txt" % name)))
+    idle = sum(percent for percent, comm in threads if process_label(comm) == "idle")
+    driver = sum(percent for percent, comm in threads if comm in ("loadgen", "wrk"))
+    lines = ["**%s.** Share of all CPU samples: the benchmarked stemedb-api %.0f%% (all its "
+             "threads), the load driver %.0f%%, idle %.0f%%, other work on the machine "
+             "%.0f%%." % (title, server, driver, idle, max(0.0, 100 - server - driver - idle))]
     libraries = read_profile(work / ("profile-%s-dso.txt" % name))
     if libraries:
         parts = []
@@ -310,7 +332,7 @@ def profile_summary(work, name, title):
                   "```"] + calls.read_text(encoding="utf-8").rstrip().splitlines() + ["```"]
     symbols = work / ("profile-%s-sym.txt" % name)
     if symbols.exists() and symbols.read_text(encoding="utf-8").strip():
-        lines += ["", "Hottest functions of any library, as shares of stemedb-api samples:", "",
+        lines += ["", "Hottest functions of any library, as shares of the server's samples:", "",
                   "```"] + symbols.read_text(encoding="utf-8").rstrip().splitlines() + ["```"]
     return lines + [""]
 
@@ -326,8 +348,8 @@ def profile_section(work):
             "unmeasured run of each workload, after the driver had built its requests. "
             "Hardware counters are not available in this virtual machine, so these are "
             "timer samples. Idle is the kernel's idle task (`swapper`). A second recording "
-            "of stemedb-api alone with DWARF call graphs gives the time per StemeDB "
-            "function.",
+            "of the benchmarked stemedb-api alone, with DWARF call graphs, gives its split "
+            "by library and the time per StemeDB function.",
             ""] + lines
 
 

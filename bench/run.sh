@@ -283,16 +283,19 @@ profile() {
 	"$@" >/dev/null 2>&1 || log "the $name profiling load failed; the profile may be partial"
 	wait "$perf_pid" || true
 	wait "$calls_pid" || true
-	perf report -i "$data.calls" --stdio --children --sort dso,sym -g none --percent-limit 2 2>/dev/null |
-		grep -E '^ +[0-9.]+% +[0-9.]+% +stemedb-api ' | head -n 14 >"$work/profile-$name-calls.txt" || true
-	rm -f "$data.calls"
+	# The benchmarked server's share comes from its process id, because other programs
+	# of the same name (a test suite's own stemedb-api, say) may run at the same time.
 	perf report -i "$data" --stdio --sort comm --percent-limit 1 2>/dev/null |
 		grep -v '^#' | grep -v '^$' >"$work/profile-$name-comm.txt" || true
-	perf report -i "$data" --stdio --comms stemedb-api --percentage relative --sort dso \
-		--percent-limit 1 2>/dev/null | grep -v '^#' | grep -v '^$' >"$work/profile-$name-dso.txt" || true
-	perf report -i "$data" --stdio --comms stemedb-api --percentage relative --sort dso,sym \
-		--percent-limit 1 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 >"$work/profile-$name-sym.txt" || true
-	rm -f "$data"
+	perf report -i "$data" --stdio --pid "$server_pid" --sort comm 2>/dev/null |
+		grep -v '^#' | grep -v '^$' >"$work/profile-$name-server.txt" || true
+	perf report -i "$data.calls" --stdio --no-children --sort dso -g none --percent-limit 1 \
+		2>/dev/null | grep -v '^#' | grep -v '^$' >"$work/profile-$name-dso.txt" || true
+	perf report -i "$data.calls" --stdio --no-children --sort dso,sym -g none --percent-limit 1 \
+		2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 >"$work/profile-$name-sym.txt" || true
+	perf report -i "$data.calls" --stdio --children --sort dso,sym -g none --percent-limit 2 2>/dev/null |
+		grep -E '^ +[0-9.]+% +[0-9.]+% +stemedb-api ' | head -n 14 >"$work/profile-$name-calls.txt" || true
+	rm -f "$data" "$data.calls"
 }
 
 profile_stemedb() {
@@ -477,6 +480,11 @@ main() {
 	work=$(mktemp -d "${BENCH_DIR:-/tmp}/stemedb-bench.XXXXXX")
 	chmod 755 "$work"
 	trap cleanup EXIT INT TERM
+	# Run copies, so that a rebuild during the run changes neither the programs under
+	# test nor the symbols perf resolves.
+	mkdir -p "$work/bin"
+	cp "$bin/stemedb-api" "$bin/loadgen" "$bin/physical_limits" "$work/bin/"
+	bin=$work/bin
 	: >"$work/results.tsv"
 	: >"$work/meta.tsv"
 	describe_machine
