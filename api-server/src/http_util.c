@@ -177,15 +177,6 @@ void http_write_error_object(struct json_writer *w, const char *code, const char
 	json_writer_object_end(w);
 }
 
-json_t *http_error_object(const char *code, const char *field, const char *message)
-{
-	json_t *error = json_pack("{s:s, s:s}", "code", code, "message", message);
-
-	if (field != NULL && field[0] != '\0')
-		json_object_set_new(error, "field", json_string(field));
-	return error;
-}
-
 void http_count_rejection(const char *code)
 {
 	http_count_rejection_by(code, 1);

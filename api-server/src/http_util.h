@@ -51,9 +51,6 @@ void http_write_error_object(struct json_writer *w, const char *code, const char
 void http_reply_bytes(struct http_call *call, int status, const char *content_type,
                       const void *data, size_t len);
 
-/* Builds {"code", "message", "field"} (field omitted when NULL or empty). */
-json_t *http_error_object(const char *code, const char *field, const char *message);
-
 /* Sends the error body, counts the rejection under its code and logs it, then
  * finishes the call. */
 void http_reply_error(struct http_call *call, int status, const char *code, const char *field,
