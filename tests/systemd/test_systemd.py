@@ -230,6 +230,19 @@ def test_node_target_starts_every_unit(boot):
         assert boot.unit_property(unit, "User") == "stemedb", unit
 
 
+def test_daemons_send_watchdog_pings(boot):
+    # systemd stores the time of the last WATCHDOG=1. With WatchdogSec=30s the
+    # daemons ping every 15 s, so each timestamp must move within 17 s.
+    daemons = NODE_UNITS[1:]
+    for unit in daemons:
+        assert boot.unit_property(unit, "WatchdogUSec") == "30s", unit
+    before = {unit: int(boot.unit_property(unit, "WatchdogTimestampMonotonic")) for unit in daemons}
+    time.sleep(17)
+    after = {unit: int(boot.unit_property(unit, "WatchdogTimestampMonotonic")) for unit in daemons}
+    for unit in daemons:
+        assert after[unit] > before[unit], f"{unit}: no watchdog ping ({before[unit]} -> {after[unit]})"
+
+
 def test_api_uses_the_activated_socket(boot):
     # The listening socket belongs to systemd (pid 1) as well as stemedb-api.
     listeners = boot.run(["ss", "-Htlnp", "sport = :18180"]).stdout
@@ -319,9 +332,16 @@ def test_timers_load(boot):
 def test_stop_target_stops_cleanly(boot):
     boot.run(["systemctl", "stop", "stemedb-node.target"], timeout=300)
 
+    # The target's stop job ends first (it is ordered after the daemons), so the
+    # daemons may still be finishing their graceful stop here.
+    deadline = time.monotonic() + 120
+    states = {}
+    while time.monotonic() < deadline:
+        states = {unit: boot.unit_property(unit, "ActiveState") for unit in NODE_UNITS}
+        if all(state in ("inactive", "failed") for state in states.values()):
+            break
+        time.sleep(0.5)
     for unit in NODE_UNITS:
-        state = boot.unit_property(unit, "ActiveState")
-        assert state == "inactive", f"{unit} is {state} after stop:\n{boot.journal(unit)}"
-    for unit in NODE_UNITS[1:]:
+        assert states[unit] == "inactive", f"{unit} is {states[unit]} after stop:\n{boot.journal(unit)}"
         result = boot.unit_property(unit, "Result")
         assert result == "success", f"{unit} stopped with {result}:\n{boot.journal(unit)}"
