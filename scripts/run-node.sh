@@ -13,6 +13,12 @@ build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$root/$build/bin"
 export STEMEDB_DATA_DIR=${STEMEDB_DATA_DIR:-$root/var}
+# stemedb-walarchiver needs an archive target; default to a directory beside the
+# data, as the systemd units do, unless a directory or a command is configured.
+if [ -z "${STEMEDB_WAL_ARCHIVE_DIR:-}" ] && [ -z "${STEMEDB_WAL_ARCHIVE_COMMAND:-}" ]; then
+  export STEMEDB_WAL_ARCHIVE_DIR="$STEMEDB_DATA_DIR/archive"
+fi
+export STEMEDB_WAL_ARCHIVE=${STEMEDB_WAL_ARCHIVE:-true}
 api_listen=${STEMEDB_API_LISTEN:-127.0.0.1:18180}
 ready_timeout=${RUN_READY_TIMEOUT:-120}
 stop_timeout=${RUN_STOP_TIMEOUT:-30}
@@ -96,6 +102,9 @@ if [ ! -x "$bin_dir/stemedb-api" ]; then
   exit 1
 fi
 mkdir -p "$STEMEDB_DATA_DIR" || exit 1
+if [ -n "${STEMEDB_WAL_ARCHIVE_DIR:-}" ]; then
+  mkdir -p "$STEMEDB_WAL_ARCHIVE_DIR" || exit 1
+fi
 trap on_signal INT TERM
 log "data in $STEMEDB_DATA_DIR; Ctrl-C stops every daemon"
 
