@@ -214,18 +214,46 @@ void json_writer_cstring(struct json_writer *w, const char *text)
 	json_writer_string(w, text, strlen(text));
 }
 
+/* True when text needs no escape, as the keys that the code writes almost always do. */
+static bool json_is_plain(const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
 void json_writer_key(struct json_writer *w, const char *key)
 {
 	uint32_t level = w->depth - 1;
+	size_t len = strlen(key);
+	size_t n = 0;
+	char *p;
 
 	if (w->depth == 0 || !w->in_object[level] || w->after_key)
 		json_misuse("a key was written outside an object or twice in a row");
-	if (w->has_member[level])
-		json_put_char(w, ',');
+
+	if (!json_is_plain(key, len)) {
+		if (w->has_member[level])
+			json_put_char(w, ',');
+		json_put_char(w, '"');
+		json_put_string_body(w, key, len);
+		json_put(w, "\":", 2);
+	} else {
+		p = json_reserve(w, len + 4);
+		if (w->has_member[level])
+			p[n++] = ',';
+		p[n++] = '"';
+		memcpy(p + n, key, len);
+		n += len;
+		p[n++] = '"';
+		p[n++] = ':';
+		w->out->len += n;
+	}
 	w->has_member[level] = true;
-	json_put_char(w, '"');
-	json_put_string_body(w, key, strlen(key));
-	json_put(w, "\":", 2);
 	w->after_key = true;
 }
 
