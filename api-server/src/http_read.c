@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "http_handlers.h"
+#include "http_read.h"
 #include "http_util.h"
 #include "lens.h"
 #include "stemedb/hex.h"
@@ -14,23 +15,6 @@
 
 #define QUERY_LIMIT_DEFAULT 100
 #define QUERY_LIMIT_MAX     10000
-
-/* Parameters shared by /v1/query and /v1/skeptic. Strings point into the query. */
-struct read_params {
-	const char *subject;
-	size_t subject_len;
-	const char *predicate;
-	size_t predicate_len;
-	bool has_as_of;
-	uint64_t as_of;
-	bool has_lifecycle;
-	uint8_t lifecycle;
-	bool has_source_class;
-	uint8_t source_class;
-	enum lens_kind lens;
-	uint64_t limit;
-	struct lens_params lens_params;
-};
 
 static void reply_bad_param(struct http_call *call, const char *name, const char *value,
                             const char *expected)
@@ -111,8 +95,8 @@ static bool read_options(struct http_call *call, const struct http_query *q, str
 	return true;
 }
 
-static bool read_params_parse(struct http_call *call, const struct http_query *q,
-                              struct read_params *rp)
+bool http_read_params_parse(struct http_call *call, const struct http_query *q,
+                            struct read_params *rp)
 {
 	const struct http_param *p;
 
@@ -144,8 +128,8 @@ static bool read_params_parse(struct http_call *call, const struct http_query *q
 
 /* Scans the candidates and drops those outside the lifecycle and source class
  * filters. Replies 500 and returns false on a storage error. */
-static bool load_candidates(struct http_call *call, const struct read_params *rp,
-                            struct candidate_list *list)
+bool http_read_load_candidates(struct http_call *call, const struct read_params *rp,
+                               struct candidate_list *list)
 {
 	size_t kept_count = 0;
 
@@ -185,7 +169,7 @@ static bool load_candidates(struct http_call *call, const struct read_params *rp
 }
 
 /* Writes {"type", "value"} as object_value_to_json builds it. */
-static void write_object_value(struct json_writer *w, const struct object_value *o)
+void http_read_write_object(struct json_writer *w, const struct object_value *o)
 {
 	json_writer_object_begin(w);
 	json_writer_key(w, "type");
@@ -215,7 +199,7 @@ static void write_candidate(struct json_writer *w, const struct candidate *c,
 	json_writer_key(w, "hash");
 	json_writer_hex(w, c->hash, STEMEDB_HASH_LEN);
 	json_writer_key(w, "object");
-	write_object_value(w, &c->object);
+	http_read_write_object(w, &c->object);
 	json_writer_key(w, "confidence");
 	json_writer_micro(w, c->confidence_micro);
 	json_writer_key(w, "effective_confidence");
@@ -281,7 +265,7 @@ static void write_candidates(struct json_writer *w, const struct candidate_list 
 }
 
 /* Opens the reply object and writes the fields that /v1/query and /v1/skeptic share. */
-static void write_read_header(struct json_writer *w, const struct read_params *rp)
+void http_read_write_header(struct json_writer *w, const struct read_params *rp)
 {
 	json_writer_object_begin(w);
 	json_writer_key(w, "subject");
@@ -305,7 +289,7 @@ static const char *const skeptic_param_names[] = {
 static void write_query(struct json_writer *w, const struct read_params *rp,
                         const struct candidate_list *list, const struct lens_result *result)
 {
-	write_read_header(w, rp);
+	http_read_write_header(w, rp);
 	json_writer_key(w, "lens");
 	json_writer_cstring(w, lens_name(rp->lens));
 	json_writer_key(w, "candidate_count");
@@ -342,8 +326,9 @@ void http_handle_query(struct http_call *call)
 
 	if (http_require_ready(call) == NULL)
 		return;
-	if (!http_query_parse(call, read_param_names, &q) || !read_params_parse(call, &q, &rp) ||
-	    !load_candidates(call, &rp, &list)) {
+	if (!http_query_parse(call, read_param_names, &q) ||
+	    !http_read_params_parse(call, &q, &rp) ||
+	    !http_read_load_candidates(call, &rp, &list)) {
 		http_query_free(&q);
 		return;
 	}
@@ -377,8 +362,8 @@ static void write_distinct_agents(struct json_writer *w, const struct candidate 
 	}
 }
 
-static void write_claim(struct json_writer *w, const struct claim *claim,
-                        const struct candidate *items)
+void http_read_write_claim(struct json_writer *w, const struct claim *claim,
+                           const struct candidate *items)
 {
 	uint8_t(*seen)[32] = malloc((claim->member_count * STEMEDB_SIGNATURES_MAX + 1) * 32);
 	bool tiers[SOURCE_CLASS_COUNT] = {false};
@@ -388,7 +373,7 @@ static void write_claim(struct json_writer *w, const struct claim *claim,
 		abort();
 	json_writer_object_begin(w);
 	json_writer_key(w, "value");
-	write_object_value(w, &items[claim->representative].object);
+	http_read_write_object(w, &items[claim->representative].object);
 	json_writer_key(w, "share");
 	json_writer_double(w, claim->share);
 	json_writer_key(w, "weight");
@@ -426,7 +411,7 @@ static void write_claim(struct json_writer *w, const struct claim *claim,
 static void write_skeptic(struct json_writer *w, const struct read_params *rp,
                           const struct candidate_list *list, const struct skeptic_result *result)
 {
-	write_read_header(w, rp);
+	http_read_write_header(w, rp);
 	json_writer_key(w, "status");
 	json_writer_cstring(w, skeptic_status_name(result->status));
 	json_writer_key(w, "conflict_score");
@@ -439,7 +424,7 @@ static void write_skeptic(struct json_writer *w, const struct read_params *rp,
 	json_writer_key(w, "claims");
 	json_writer_array_begin(w);
 	for (size_t i = 0; i < result->claims.count; i++)
-		write_claim(w, &result->claims.claims[i], list->items);
+		http_read_write_claim(w, &result->claims.claims[i], list->items);
 	json_writer_array_end(w);
 	json_writer_object_end(w);
 }
@@ -456,8 +441,9 @@ void http_handle_skeptic(struct http_call *call)
 
 	if (http_require_ready(call) == NULL)
 		return;
-	if (!http_query_parse(call, skeptic_param_names, &q) || !read_params_parse(call, &q, &rp) ||
-	    !load_candidates(call, &rp, &list)) {
+	if (!http_query_parse(call, skeptic_param_names, &q) ||
+	    !http_read_params_parse(call, &q, &rp) ||
+	    !http_read_load_candidates(call, &rp, &list)) {
 		http_query_free(&q);
 		return;
 	}

@@ -682,3 +682,54 @@ void skeptic_result_free(struct skeptic_result *result)
 	result->status = SKEPTIC_NO_DATA;
 	result->conflict_score = 0.0;
 }
+
+/* ---- Layered ---- */
+
+/* Copies the candidates of one tier into layer->items and analyzes them alone. The
+ * copies share object text with the originals, so only the array is freed. */
+static void analyze_tier(const struct candidate *candidates, const struct lens_params *params,
+                         struct layered_tier *layer)
+{
+	layer->items = lens_alloc(layer->count * sizeof(*layer->items), "layered tier");
+	for (size_t i = 0; i < layer->count; i++)
+		layer->items[i] = candidates[layer->indices[i]];
+	skeptic_analyze(layer->items, layer->count, params, &layer->skeptic);
+}
+
+void lens_layered(const struct candidate *candidates, size_t count,
+                  const struct lens_params *params, struct layered_result *out)
+{
+	size_t per_tier[SOURCE_CLASS_COUNT] = {0};
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < count; i++)
+		per_tier[tier_index(candidates[i].source_class)]++;
+
+	for (uint8_t t = 0; t < SOURCE_CLASS_COUNT; t++) {
+		struct layered_tier *layer;
+
+		if (per_tier[t] == 0)
+			continue;
+		layer = &out->tiers[out->tier_count++];
+		layer->tier = t;
+		layer->indices = lens_alloc(per_tier[t] * sizeof(size_t), "layered tier indices");
+		for (size_t i = 0; i < count; i++) {
+			if (tier_index(candidates[i].source_class) == t)
+				layer->indices[layer->count++] = i;
+		}
+		analyze_tier(candidates, params, layer);
+	}
+
+	skeptic_analyze(candidates, count, params, &out->overall);
+}
+
+void layered_result_free(struct layered_result *result)
+{
+	for (size_t k = 0; k < result->tier_count; k++) {
+		free(result->tiers[k].indices);
+		free(result->tiers[k].items);
+		skeptic_result_free(&result->tiers[k].skeptic);
+	}
+	result->tier_count = 0;
+	skeptic_result_free(&result->overall);
+}

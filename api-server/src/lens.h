@@ -92,4 +92,27 @@ void skeptic_analyze(const struct candidate *candidates, size_t count,
                      const struct lens_params *params, struct skeptic_result *out);
 void skeptic_result_free(struct skeptic_result *result);
 
+/* One populated tier of a layered view. The member indices of skeptic.claims point into
+ * items, shallow copies of the tier's candidates; indices maps them to the full array. */
+struct layered_tier {
+	uint8_t tier;
+	struct candidate *items;
+	size_t *indices;
+	size_t count;
+	struct skeptic_result skeptic; /* claims[0] is the tier's leading claim */
+};
+
+struct layered_result {
+	struct layered_tier tiers[SOURCE_CLASS_COUNT]; /* populated tiers, lowest number first */
+	size_t tier_count;
+	struct skeptic_result overall; /* skeptic over every candidate: the cross-tier score */
+};
+
+/* Runs the skeptic analysis inside each populated tier and over all candidates. The
+ * overall answer is the leading claim of tiers[0], the most authoritative populated
+ * tier; an empty array yields no tiers. */
+void lens_layered(const struct candidate *candidates, size_t count,
+                  const struct lens_params *params, struct layered_result *out);
+void layered_result_free(struct layered_result *result);
+
 #endif

@@ -1,0 +1,53 @@
+#ifndef STEMEDB_HTTP_READ_H
+#define STEMEDB_HTTP_READ_H
+
+/* Query parsing, candidate loading and JSON writers that /v1/query, /v1/skeptic and the
+ * views of http_views.c share. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "candidate.h"
+#include "http_server.h"
+#include "http_util.h"
+#include "lens.h"
+
+/* Parameters shared by /v1/query and /v1/skeptic. Strings point into the query. */
+struct read_params {
+	const char *subject;
+	size_t subject_len;
+	const char *predicate;
+	size_t predicate_len;
+	bool has_as_of;
+	uint64_t as_of;
+	bool has_lifecycle;
+	uint8_t lifecycle;
+	bool has_source_class;
+	uint8_t source_class;
+	enum lens_kind lens;
+	uint64_t limit;
+	struct lens_params lens_params;
+};
+
+/* Reads subject, predicate, the filters and the lens options from q. Replies 400 and
+ * returns false on the first invalid or missing parameter. */
+bool http_read_params_parse(struct http_call *call, const struct http_query *q,
+                            struct read_params *rp);
+
+/* Scans the candidates of rp's (subject, predicate) and drops those outside the
+ * lifecycle and source class filters. Replies 500 and returns false on a storage error. */
+bool http_read_load_candidates(struct http_call *call, const struct read_params *rp,
+                               struct candidate_list *list);
+
+/* Writes {"type", "value"} as object_value_to_json builds it. */
+void http_read_write_object(struct json_writer *w, const struct object_value *o);
+
+/* Writes one skeptic claim: value, share, weight, agents, source classes, assertions. */
+void http_read_write_claim(struct json_writer *w, const struct claim *claim,
+                           const struct candidate *items);
+
+/* Opens the reply object and writes subject, predicate, as_of and reference_time. */
+void http_read_write_header(struct json_writer *w, const struct read_params *rp);
+
+#endif

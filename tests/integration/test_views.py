@@ -1,0 +1,103 @@
+"""Read-side views against a real node: /v1/layered."""
+
+import pytest
+
+from claims import BASE_TIME, boolean, expected_hash, signed
+
+
+# Assertions that differ only in their signer have the same hash, so the many-claim
+# scenarios give each anecdotal claim its own timestamp.
+
+
+def write_all(node, assertions):
+    response = node.post("/v1/assert/batch", json={"assertions": assertions})
+    assert response.status_code == 200, response.text
+    assert response.json()["rejected"] == 0, response.text
+
+
+def layered(node, subject, predicate="effective", **params):
+    response = node.get("/v1/layered", params={"subject": subject, "predicate": predicate, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_layered_clinical_conflict_and_anecdotal_unanimity(shared_node, subject):
+    claims = [
+        signed(1, subject, "effective", boolean(True), confidence=0.9, source_class="clinical"),
+        signed(2, subject, "effective", boolean(False), confidence=0.9, source_class="clinical"),
+    ]
+    claims += [signed(10 + i, subject, "effective", boolean(True), confidence=0.7,
+                      source_class="anecdotal", timestamp=BASE_TIME + i) for i in range(50)]
+    write_all(shared_node, claims)
+
+    body = layered(shared_node, subject, decay="false")
+    tiers = {t["source_class"]: t for t in body["tiers"]}
+
+    assert sorted(tiers) == ["anecdotal", "clinical"], body["tiers"]
+    assert tiers["clinical"]["conflict_score"] > 0.5, tiers["clinical"]
+    assert tiers["anecdotal"]["conflict_score"] == pytest.approx(0.0, abs=1e-9), tiers["anecdotal"]
+    assert tiers["anecdotal"]["candidate_count"] == 50, tiers["anecdotal"]
+    assert body["answer_source_class"] == "clinical", body
+    assert body["answer"] == tiers["clinical"]["leading_claim"], body
+    assert body["candidate_count"] == 52, body
+
+
+def test_layered_regulatory_against_hundred_anecdotal(shared_node, subject):
+    regulatory = signed(1, subject, "effective", boolean(False), confidence=0.9,
+                        source_class="regulatory")
+    anecdotal = [signed(10 + i, subject, "effective", boolean(True), confidence=0.9,
+                        source_class="anecdotal", timestamp=BASE_TIME + i)
+                 for i in range(100)]
+    write_all(shared_node, [regulatory] + anecdotal)
+
+    body = layered(shared_node, subject)
+    names = [t["source_class"] for t in body["tiers"]]
+
+    assert names == ["regulatory", "anecdotal"], names
+    assert body["answer"]["value"] == boolean(False), body["answer"]
+    assert body["answer"]["assertions"] == [expected_hash(regulatory)], body["answer"]
+    assert body["tiers"][1]["leading_claim"]["value"] == boolean(True), body["tiers"][1]
+    assert body["cross_tier_conflict_score"] > 0.0, body
+
+
+def test_layered_no_candidates(shared_node, subject):
+    body = layered(shared_node, subject)
+
+    assert body["tiers"] == [], body
+    assert body["answer"] is None, body
+    assert body["cross_tier_status"] == "no_data", body
+
+
+def test_layered_as_of_filters(shared_node, subject):
+    write_all(shared_node, [
+        signed(1, subject, "effective", boolean(True), source_class="clinical",
+               timestamp=BASE_TIME),
+        signed(2, subject, "effective", boolean(False), source_class="expert",
+               timestamp=BASE_TIME + 100),
+    ])
+
+    body = layered(shared_node, subject, as_of=BASE_TIME + 50)
+
+    assert [t["source_class"] for t in body["tiers"]] == ["clinical"], body
+
+
+@pytest.mark.parametrize("params, status, code", [
+    ({"predicate": "p"}, 400, "missing_parameter"),
+    ({"subject": "s"}, 400, "missing_parameter"),
+    ({"subject": "s", "predicate": "p", "as_of": "yesterday"}, 400, "invalid_parameter"),
+    ({"subject": "s", "predicate": "p", "decay": "maybe"}, 400, "invalid_parameter"),
+    ({"subject": "s", "predicate": "p", "tolerance": "2"}, 400, "invalid_parameter"),
+    ({"subject": "s", "predicate": "p", "lens": "recency"}, 400, "unknown_parameter"),
+    ({"subject": "", "predicate": "p"}, 400, "invalid_parameter"),
+])
+def test_layered_hostile_parameters(shared_node, params, status, code):
+    response = shared_node.get("/v1/layered", params=params)
+
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
+
+
+def test_layered_rejects_post(shared_node):
+    response = shared_node.post("/v1/layered", json={})
+
+    assert response.status_code == 405, response.text
