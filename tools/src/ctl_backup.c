@@ -359,8 +359,11 @@ int ctl_cmd_backup(int argc, char **argv)
 	if (!prepare_dest(o.dest, dest, sizeof(dest)))
 		return CTL_EXIT_USAGE;
 	if (!take_backup(&o, dest)) {
-		ctl_error("backup: %s is incomplete (it has no %s); delete it and try again", dest,
-		          CTL_MANIFEST_NAME);
+		/* rmdir succeeds only on the empty directory that prepare_dest left. */
+		if (rmdir(dest) != 0)
+			ctl_error("backup: %s is incomplete (it has no %s); delete it and try "
+			          "again",
+			          dest, CTL_MANIFEST_NAME);
 		return CTL_EXIT_REJECTED;
 	}
 	return CTL_EXIT_OK;
