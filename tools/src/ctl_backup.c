@@ -353,14 +353,16 @@ int ctl_cmd_backup(int argc, char **argv)
 	struct backup_options o;
 	char dest[PATH_MAX];
 	int status = parse_backup_options(argc, argv, &o);
+	bool created;
 
 	if (status >= 0)
 		return status;
+	created = access(o.dest, F_OK) != 0;
 	if (!prepare_dest(o.dest, dest, sizeof(dest)))
 		return CTL_EXIT_USAGE;
 	if (!take_backup(&o, dest)) {
-		/* rmdir succeeds only on the empty directory that prepare_dest left. */
-		if (rmdir(dest) != 0)
+		/* rmdir succeeds only while the directory this command created is empty. */
+		if (!created || rmdir(dest) != 0)
 			ctl_error("backup: %s is incomplete (it has no %s); delete it and try "
 			          "again",
 			          dest, CTL_MANIFEST_NAME);
