@@ -19,6 +19,7 @@ void http_handle_subject(struct http_call *call);
 
 /* http_views.c */
 void http_handle_layered(struct http_call *call);
+void http_handle_trace(struct http_call *call);
 
 /* http_ops.c */
 void http_handle_health(struct http_call *call);

@@ -1,4 +1,5 @@
-/* Read-side views over the stored assertions: the layered view per source tier. */
+/* Read-side views over the stored assertions: the layered view per source tier and the
+ * lineage trace along parent_hash links. */
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,15 @@
 #include "http_read.h"
 #include "http_util.h"
 #include "lens.h"
+#include "stemedb/hex.h"
+#include "stemedb/json_codec.h"
+#include "stemedb/log.h"
+
+#define TRACE_DEPTH_DEFAULT 10
+#define TRACE_DEPTH_MAX     100
+/* Bound on the descendants one trace lists, so that a hash revised by many assertions
+ * cannot make one reply unbounded. */
+#define TRACE_DESCENDANTS_MAX 1000
 
 static const char *const layered_param_names[] = {"subject", "predicate", "as_of", "lifecycle",
                                                   "decay",   "tolerance", NULL};
@@ -99,4 +109,258 @@ void http_handle_layered(struct http_call *call)
 	layered_result_free(&result);
 	candidate_list_free(&list);
 	http_query_free(&q);
+}
+
+/* ---- GET /v1/trace/{hash} ---- */
+
+struct trace {
+	struct http_call *call;
+	uint64_t max_depth;
+	uint8_t (*seen)[STEMEDB_HASH_LEN]; /* every hash listed so far, for cycle protection */
+	size_t seen_count;
+	size_t seen_cap;
+	bool truncated;
+	bool failed;
+};
+
+static bool trace_seen(struct trace *t, const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	for (size_t i = 0; i < t->seen_count; i++) {
+		if (memcmp(t->seen[i], hash, STEMEDB_HASH_LEN) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void trace_mark(struct trace *t, const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	if (t->seen_count == t->seen_cap) {
+		t->seen_cap = t->seen_cap == 0 ? 16 : t->seen_cap * 2;
+		t->seen = realloc(t->seen, t->seen_cap * STEMEDB_HASH_LEN);
+		if (t->seen == NULL)
+			abort();
+	}
+	memcpy(t->seen[t->seen_count++], hash, STEMEDB_HASH_LEN);
+}
+
+/* Reads one assertion into a and builds its JSON with its distance from the traced one,
+ * or a {"hash", "depth", "stored": false} stub when the hash is not stored on this node.
+ * Sets *stored to whether the assertion was found. */
+static json_t *trace_node(struct trace *t, const uint8_t hash[STEMEDB_HASH_LEN], uint64_t depth,
+                          struct assertion *a, bool *stored)
+{
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+	struct hlc_stamp hlc;
+	enum store_result rc;
+	json_t *node;
+
+	assertion_free(a);
+	assertion_init(a);
+	rc = store_get_assertion(t->call->state->store, hash, a, &hlc);
+	if (rc == STORE_ERROR)
+		t->failed = true;
+	*stored = rc == STORE_OK;
+	if (rc != STORE_OK) {
+		hex_encode(hash, STEMEDB_HASH_LEN, hex);
+		return json_pack("{s:s, s:I, s:b}", "hash", hex, "depth", (json_int_t)depth,
+		                 "stored", 0);
+	}
+	node = assertion_to_json(a, hash);
+	json_object_set_new(node, "depth", json_integer((json_int_t)depth));
+	json_object_set_new(node, "stored", json_true());
+	return node;
+}
+
+/* Follows parent_hash from the traced assertion up to max_depth steps. */
+static json_t *trace_ancestors(struct trace *t, const struct assertion *start)
+{
+	json_t *list = json_array();
+	uint8_t next[STEMEDB_HASH_LEN];
+	bool has_next = start->has_parent;
+	struct assertion a;
+	bool stored;
+
+	assertion_init(&a);
+	if (has_next)
+		memcpy(next, start->parent_hash, STEMEDB_HASH_LEN);
+	for (uint64_t depth = 1; has_next && !t->failed; depth++) {
+		if (depth > t->max_depth) {
+			t->truncated = true;
+			break;
+		}
+		if (trace_seen(t, next)) {
+			log_warn("the parent_hash chain of a traced assertion loops back to an "
+			         "assertion already listed; the trace stops there");
+			break;
+		}
+		trace_mark(t, next);
+		json_array_append_new(list, trace_node(t, next, depth, &a, &stored));
+		has_next = stored && a.has_parent;
+		if (has_next)
+			memcpy(next, a.parent_hash, STEMEDB_HASH_LEN);
+	}
+	assertion_free(&a);
+	return list;
+}
+
+struct child_list {
+	uint8_t (*hashes)[STEMEDB_HASH_LEN];
+	size_t count;
+	size_t cap;
+};
+
+static bool collect_child(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                          size_t value_len)
+{
+	struct child_list *children = ctx;
+
+	(void)value;
+	(void)value_len;
+	if (key_len != 1 + 2 * STEMEDB_HASH_LEN)
+		return true;
+	if (children->count == children->cap) {
+		children->cap = children->cap == 0 ? 16 : children->cap * 2;
+		children->hashes = realloc(children->hashes, children->cap * STEMEDB_HASH_LEN);
+		if (children->hashes == NULL)
+			abort();
+	}
+	memcpy(children->hashes[children->count++], key + 1 + STEMEDB_HASH_LEN, STEMEDB_HASH_LEN);
+	return children->count <= TRACE_DESCENDANTS_MAX;
+}
+
+/* Appends to children the assertions whose parent_hash is parent, in hash order. */
+static void trace_children(struct trace *t, const uint8_t parent[STEMEDB_HASH_LEN],
+                           struct child_list *children)
+{
+	uint8_t prefix[1 + STEMEDB_HASH_LEN];
+	struct store_scan scan = {
+	        .family = STORE_INDEX_VIEWS, .prefix = prefix, .prefix_len = sizeof(prefix)};
+
+	prefix[0] = STORE_VIEW_CHILDREN;
+	memcpy(prefix + 1, parent, STEMEDB_HASH_LEN);
+	if (store_index_scan(t->call->state->store, &scan, collect_child, children) != STORE_OK)
+		t->failed = true;
+}
+
+/* Lists what revises the traced assertion, breadth first: every assertion whose parent is
+ * the traced one at depth 1, their revisions at depth 2, and so on up to max_depth. */
+static json_t *trace_descendants(struct trace *t, const uint8_t root[STEMEDB_HASH_LEN])
+{
+	struct child_list level = {0};
+	struct child_list next = {0};
+	json_t *list = json_array();
+	struct assertion a;
+	bool stored;
+
+	assertion_init(&a);
+	trace_children(t, root, &level);
+	for (uint64_t depth = 1; level.count > 0 && !t->failed; depth++) {
+		if (depth > t->max_depth || json_array_size(list) >= TRACE_DESCENDANTS_MAX) {
+			t->truncated = true;
+			break;
+		}
+		next.count = 0;
+		for (size_t i = 0; i < level.count && json_array_size(list) < TRACE_DESCENDANTS_MAX;
+		     i++) {
+			if (trace_seen(t, level.hashes[i]))
+				continue;
+			trace_mark(t, level.hashes[i]);
+			json_array_append_new(list,
+			                      trace_node(t, level.hashes[i], depth, &a, &stored));
+			trace_children(t, level.hashes[i], &next);
+		}
+		struct child_list swap = level;
+		level = next;
+		next = swap;
+	}
+	assertion_free(&a);
+	free(level.hashes);
+	free(next.hashes);
+	return list;
+}
+
+static bool parse_trace_depth(struct http_call *call, uint64_t *depth)
+{
+	static const char *const names[] = {"depth", NULL};
+	const struct http_param *p;
+	struct http_query q;
+	bool ok = false;
+
+	*depth = TRACE_DEPTH_DEFAULT;
+	if (!http_query_parse(call, names, &q))
+		goto done;
+	p = http_query_get(&q, "depth");
+	if (p != NULL && !http_parse_u64(p->value, 0, TRACE_DEPTH_MAX, depth)) {
+		http_reply_error(
+		        call, 400, "invalid_parameter", "depth",
+		        "Query parameter depth='%.100s' is invalid; give an integer from 0 "
+		        "to %d.",
+		        p->value, TRACE_DEPTH_MAX);
+		goto done;
+	}
+	ok = true;
+done:
+	http_query_free(&q);
+	return ok;
+}
+
+static json_t *build_trace(struct trace *t, const uint8_t hash[STEMEDB_HASH_LEN],
+                           const struct assertion *root)
+{
+	json_t *body = json_object();
+	char source[2 * STEMEDB_HASH_LEN + 1];
+
+	trace_mark(t, hash);
+	json_object_set_new(body, "assertion", assertion_to_json(root, hash));
+	json_object_set_new(body, "depth_limit", json_integer((json_int_t)t->max_depth));
+	json_object_set_new(body, "ancestors", trace_ancestors(t, root));
+	json_object_set_new(body, "descendants", trace_descendants(t, hash));
+	json_object_set_new(body, "truncated", json_boolean(t->truncated));
+
+	/* TODO: include the registered source record once the sources column family has a
+	 * read function; until then the trace shows only its hash. */
+	hex_encode(root->source_hash, STEMEDB_HASH_LEN, source);
+	json_object_set_new(body, "source_hash", json_string(source));
+	return body;
+}
+
+void http_handle_trace(struct http_call *call)
+{
+	const char *text = call->path + strlen("/v1/trace/");
+	struct trace t = {.call = call};
+	uint8_t hash[STEMEDB_HASH_LEN];
+	struct hlc_stamp hlc;
+	struct assertion root;
+	enum store_result rc;
+	json_t *body;
+
+	assertion_init(&root);
+	if (http_require_ready(call) == NULL || !parse_trace_depth(call, &t.max_depth))
+		goto done;
+	if (!hex_decode(text, strlen(text), hash, sizeof(hash))) {
+		http_reply_error(call, 400, "invalid_parameter", "hash",
+		                 "'%.100s' is not an assertion hash; give 64 hex characters.",
+		                 text);
+		goto done;
+	}
+
+	rc = store_get_assertion(call->state->store, hash, &root, &hlc);
+	if (rc == STORE_NOT_FOUND) {
+		http_reply_error(call, 404, "not_found", "hash",
+		                 "No assertion has hash %.64s on this node; check the hash.", text);
+		goto done;
+	}
+	if (rc == STORE_OK)
+		body = build_trace(&t, hash, &root);
+	if (rc != STORE_OK || t.failed) {
+		if (rc == STORE_OK)
+			json_decref(body);
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Tracing assertion %.64s failed; see the server log.", text);
+		goto done;
+	}
+	http_reply_json(call, 200, body);
+done:
+	free(t.seen);
+	assertion_free(&root);
 }

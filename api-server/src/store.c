@@ -6,6 +6,9 @@
  *   assertions  key hash (32 B) -> assertion envelope (assertion_encode_envelope)
  *   sp_index    key subject, 0x00, predicate, 0x00, timestamp u64 BE, hash (32 B)
  *               -> candidate value (encode_candidate below)
+ *   views       secondary indexes of the read-side views, empty values; the key's
+ *               first byte names the index (STORE_VIEW_* in store.h)
+ *   audit       query audit records and their indexes, written by the audit thread
  *
  * Subjects and predicates never contain NUL, so the two separators make the prefix of a
  * (subject, predicate) unambiguous, and keys inside it sort by timestamp, then hash.
@@ -35,9 +38,10 @@
 /* Key suffix after the (subject, predicate) prefix: timestamp u64 BE and hash. */
 #define STORE_INDEX_SUFFIX_LEN (8 + STEMEDB_HASH_LEN)
 
-enum store_cf { CF_DEFAULT = 0, CF_ASSERTIONS, CF_SP_INDEX, CF_COUNT };
+enum store_cf { CF_DEFAULT = 0, CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS, CF_AUDIT, CF_COUNT };
 
-static const char *const CF_NAMES[CF_COUNT] = {"default", "assertions", "sp_index"};
+static const char *const CF_NAMES[CF_COUNT] = {"default", "assertions", "sp_index", "views",
+                                               "audit"};
 
 struct store {
 	char *path;
@@ -570,6 +574,9 @@ uint64_t store_disk_bytes(struct store *s)
 
 /* ---- batches ---- */
 
+static void batch_put_view_keys(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                                const struct assertion *a, const struct hlc_stamp *hlc);
+
 struct store_batch *store_batch_new(void)
 {
 	struct store_batch *b = calloc(1, sizeof(*b));
@@ -627,6 +634,7 @@ void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB
 
 	batch_put(b, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, envelope, envelope_len);
 	batch_put(b, CF_SP_INDEX, key.data, key.len, value.data, value.len);
+	batch_put_view_keys(b, hash, a, hlc);
 
 	free(c.object.text);
 	buf_free(&key);
@@ -653,8 +661,13 @@ static rocksdb_writebatch_t *build_writebatch(struct store *s, const struct stor
 		uint32_t value_len = reader_u32le(&r);
 		const uint8_t *value = reader_bytes(&r, value_len);
 
-		if (!r.ok || cf >= CF_COUNT) {
+		if (!r.ok || cf >= 2 * CF_COUNT) {
 			break;
+		}
+		if (cf >= CF_COUNT) {
+			rocksdb_writebatch_delete_cf(wb, s->cf[cf - CF_COUNT], (const char *)key,
+			                             key_len);
+			continue;
 		}
 		rocksdb_writebatch_put_cf(wb, s->cf[cf], (const char *)key, key_len,
 		                          (const char *)value, value_len);
@@ -696,7 +709,8 @@ enum store_result store_flush(struct store *s, char *err, size_t err_size)
 	/* The cursor (default) goes last: a crash between two flushes then leaves data ahead
 	 * of the cursor, which replay rewrites harmlessly, never a cursor ahead of data. The
 	 * RocksDB 7.8 C API has no call that flushes several column families at once. */
-	static const enum store_cf ORDER[CF_COUNT] = {CF_ASSERTIONS, CF_SP_INDEX, CF_DEFAULT};
+	static const enum store_cf ORDER[CF_COUNT] = {CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS,
+	                                              CF_AUDIT, CF_DEFAULT};
 	rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
 	enum store_result rc = STORE_OK;
 
@@ -1023,4 +1037,173 @@ enum store_result store_rebuild_index(struct store *s, _Atomic uint64_t *done, c
 	         " assertions indexed, %" PRIu64 " stale keys deleted",
 	         s->path, atomic_load(done), deleted);
 	return STORE_OK;
+}
+
+/* ---- views: revision, agent and ingest-order indexes, and the audit family ---- */
+
+static void batch_put_view_keys(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                                const struct assertion *a, const struct hlc_stamp *hlc)
+{
+	struct buf key;
+
+	buf_init(&key);
+	if (a->has_parent) {
+		buf_put_u8(&key, STORE_VIEW_CHILDREN);
+		buf_append(&key, a->parent_hash, STEMEDB_HASH_LEN);
+		buf_append(&key, hash, STEMEDB_HASH_LEN);
+		batch_put(b, CF_VIEWS, key.data, key.len, NULL, 0);
+	}
+
+	/* One agent key per signer, so an assertion co-signed at write time counts for
+	 * every agent that signed it. */
+	for (size_t i = 0; i < a->signature_count; i++) {
+		buf_reset(&key);
+		buf_put_u8(&key, STORE_VIEW_AGENT);
+		buf_append(&key, a->signatures[i].agent_id, STEMEDB_AGENT_ID_LEN);
+		buf_put_u64be(&key, a->timestamp);
+		buf_append(&key, hash, STEMEDB_HASH_LEN);
+		batch_put(b, CF_VIEWS, key.data, key.len, NULL, 0);
+	}
+
+	buf_reset(&key);
+	store_feed_key(&key, hlc->wall_ms, hlc->logical, hash);
+	batch_put(b, CF_VIEWS, key.data, key.len, NULL, 0);
+	buf_free(&key);
+}
+
+void store_feed_key(struct buf *out, uint64_t wall_ms, uint32_t logical,
+                    const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	uint8_t logical_be[4] = {(uint8_t)(logical >> 24), (uint8_t)(logical >> 16),
+	                         (uint8_t)(logical >> 8), (uint8_t)logical};
+
+	buf_put_u8(out, STORE_VIEW_FEED);
+	buf_put_u64be(out, wall_ms);
+	buf_append(out, logical_be, sizeof(logical_be));
+	buf_append(out, hash, STEMEDB_HASH_LEN);
+}
+
+/* Sets out to the smallest key greater than every key that starts with prefix, and
+ * returns false when no such key exists (the prefix is all 0xff bytes). */
+static bool prefix_end(const uint8_t *prefix, size_t prefix_len, struct buf *out)
+{
+	buf_append(out, prefix, prefix_len);
+	while (out->len > 0) {
+		if (out->data[out->len - 1] != 0xff) {
+			out->data[out->len - 1]++;
+			return true;
+		}
+		out->len--;
+	}
+	return false;
+}
+
+static rocksdb_column_family_handle_t *index_family(struct store *s, enum store_index family)
+{
+	return s->cf[family == STORE_INDEX_AUDIT ? CF_AUDIT : CF_VIEWS];
+}
+
+/* Positions it on the first key to visit: just past `after` in the scan direction, or
+ * at the start of the range when after is NULL. */
+static void index_scan_seek(rocksdb_iterator_t *it, const struct store_scan *scan)
+{
+	size_t key_len = 0;
+	const char *key;
+
+	if (scan->after == NULL) {
+		if (scan->reverse)
+			rocksdb_iter_seek_to_last(it);
+		else
+			rocksdb_iter_seek_to_first(it);
+		return;
+	}
+
+	if (scan->reverse)
+		rocksdb_iter_seek_for_prev(it, (const char *)scan->after, scan->after_len);
+	else
+		rocksdb_iter_seek(it, (const char *)scan->after, scan->after_len);
+	if (!rocksdb_iter_valid(it))
+		return;
+	key = rocksdb_iter_key(it, &key_len);
+	if (key_len == scan->after_len && memcmp(key, scan->after, key_len) == 0) {
+		if (scan->reverse)
+			rocksdb_iter_prev(it);
+		else
+			rocksdb_iter_next(it);
+	}
+}
+
+enum store_result store_index_scan(struct store *s, const struct store_scan *scan, store_key_fn fn,
+                                   void *ctx)
+{
+	rocksdb_readoptions_t *options = rocksdb_readoptions_create();
+	enum store_result rc = STORE_OK;
+	rocksdb_iterator_t *it;
+	struct buf upper;
+	char *error = NULL;
+
+	buf_init(&upper);
+	rocksdb_readoptions_set_iterate_lower_bound(options, (const char *)scan->prefix,
+	                                            scan->prefix_len);
+	if (prefix_end(scan->prefix, scan->prefix_len, &upper))
+		rocksdb_readoptions_set_iterate_upper_bound(options, (const char *)upper.data,
+		                                            upper.len);
+	it = rocksdb_create_iterator_cf(s->db, options, index_family(s, scan->family));
+
+	for (index_scan_seek(it, scan); rocksdb_iter_valid(it);) {
+		size_t key_len, value_len;
+		const char *key = rocksdb_iter_key(it, &key_len);
+		const char *value = rocksdb_iter_value(it, &value_len);
+
+		if (!fn(ctx, (const uint8_t *)key, key_len, (const uint8_t *)value, value_len))
+			break;
+		if (scan->reverse)
+			rocksdb_iter_prev(it);
+		else
+			rocksdb_iter_next(it);
+	}
+
+	rocksdb_iter_get_error(it, &error);
+	if (error != NULL) {
+		log_error("scanning column family %s of %s failed: %s",
+		          scan->family == STORE_INDEX_AUDIT ? "audit" : "views", s->path, error);
+		rocksdb_free(error);
+		rc = STORE_ERROR;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(options);
+	buf_free(&upper);
+	return rc;
+}
+
+enum store_result store_audit_write(struct store *s, const struct store_batch *b)
+{
+	rocksdb_writeoptions_t *options = rocksdb_writeoptions_create();
+	rocksdb_writebatch_t *wb = build_writebatch(s, b);
+	char *error = NULL;
+
+	/* Audit records are in no StemeDB WAL, so unlike every other write this one goes
+	 * through RocksDB's own WAL (unsynced) to survive a process crash. */
+	rocksdb_write(s->db, options, wb, &error);
+	rocksdb_writebatch_destroy(wb);
+	rocksdb_writeoptions_destroy(options);
+	if (error != NULL) {
+		log_error("rocksdb_write() of audit records to %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+void store_batch_put_audit(struct store_batch *b, const void *key, size_t key_len,
+                           const void *value, size_t value_len)
+{
+	batch_put(b, CF_AUDIT, key, key_len, value, value_len);
+}
+
+void store_batch_delete_audit(struct store_batch *b, const void *key, size_t key_len)
+{
+	/* A delete is buffered as a put to the column family number CF_COUNT + CF_AUDIT,
+	 * which build_writebatch turns into a delete. */
+	batch_put(b, (enum store_cf)(CF_COUNT + CF_AUDIT), key, key_len, NULL, 0);
 }

@@ -3,7 +3,8 @@
 
 /* RocksDB storage of stemedb-api: assertions by hash, the subject/predicate index that
  * lenses scan, and the WAL cursor. docs/storage.md lists every column family and key.
- * Writes come only from the commit thread; reads from any thread. */
+ * Writes come only from the commit thread, except audit records (store_audit_write);
+ * reads from any thread. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -95,5 +96,48 @@ enum store_result store_checkpoint(struct store *s, const char *dir, uint64_t *c
  * what the stored assertions imply. *done counts the assertions indexed so far. */
 enum store_result store_rebuild_index(struct store *s, _Atomic uint64_t *done, char *err,
                                       size_t err_size);
+
+/* ---- views ----
+ * Secondary indexes in column family "views", written with each assertion in the same
+ * batch. Values are empty. The first key byte names the index:
+ *   'c' parent hash (32 B), child hash (32 B): assertions that revise parent
+ *   'a' agent id (32 B), timestamp u64 BE, hash (32 B): one key per signer
+ *   'f' HLC wall ms u64 BE, HLC logical u32 BE, hash (32 B): ingest order
+ * Assertions stored before these indexes existed have no view keys. */
+#define STORE_VIEW_CHILDREN 'c'
+#define STORE_VIEW_AGENT    'a'
+#define STORE_VIEW_FEED     'f'
+
+/* Appends the ingest-order key of an assertion. */
+void store_feed_key(struct buf *out, uint64_t wall_ms, uint32_t logical,
+                    const uint8_t hash[STEMEDB_HASH_LEN]);
+
+enum store_index { STORE_INDEX_VIEWS = 0, STORE_INDEX_AUDIT };
+
+/* A range scan over the keys of one family that start with prefix. Without after, it
+ * starts at the first key (or the last when reverse); with after, just past that key
+ * in the scan direction, so a page can resume from the last key it returned. */
+struct store_scan {
+	enum store_index family;
+	const uint8_t *prefix;
+	size_t prefix_len;
+	const uint8_t *after;
+	size_t after_len;
+	bool reverse;
+};
+
+/* Called once per key in scan order; returning false stops the scan. */
+typedef bool (*store_key_fn)(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                             size_t value_len);
+
+enum store_result store_index_scan(struct store *s, const struct store_scan *scan, store_key_fn fn,
+                                   void *ctx);
+
+/* Audit records: buffered in a store_batch and written with store_audit_write, outside
+ * the commit thread. Those writes go through RocksDB's WAL without syncing it. */
+void store_batch_put_audit(struct store_batch *b, const void *key, size_t key_len,
+                           const void *value, size_t value_len);
+void store_batch_delete_audit(struct store_batch *b, const void *key, size_t key_len);
+enum store_result store_audit_write(struct store *s, const struct store_batch *b);
 
 #endif

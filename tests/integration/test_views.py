@@ -1,8 +1,8 @@
-"""Read-side views against a real node: /v1/layered."""
+"""Read-side views against a real node: /v1/layered and /v1/trace."""
 
 import pytest
 
-from claims import BASE_TIME, boolean, expected_hash, signed
+from claims import BASE_TIME, boolean, expected_hash, number, signed
 
 
 # Assertions that differ only in their signer have the same hash, so the many-claim
@@ -101,3 +101,80 @@ def test_layered_rejects_post(shared_node):
     response = shared_node.post("/v1/layered", json={})
 
     assert response.status_code == 405, response.text
+
+
+@pytest.fixture
+def lineage(shared_node, subject):
+    """A revision tree: b revises a, c and d revise b, e revises c."""
+    a = signed(1, subject, "dose_mg", number(100), timestamp=BASE_TIME)
+    b = signed(2, subject, "dose_mg", number(80), timestamp=BASE_TIME + 1,
+               parent_hash=expected_hash(a))
+    c = signed(3, subject, "dose_mg", number(75), timestamp=BASE_TIME + 2,
+               parent_hash=expected_hash(b))
+    d = signed(4, subject, "dose_mg", number(70), timestamp=BASE_TIME + 3,
+               parent_hash=expected_hash(b))
+    e = signed(5, subject, "dose_mg", number(72), timestamp=BASE_TIME + 4,
+               parent_hash=expected_hash(c))
+    write_all(shared_node, [a, b, c, d, e])
+    return {name: expected_hash(x) for name, x in zip("abcde", [a, b, c, d, e])}
+
+
+def trace(node, hash_hex, **params):
+    response = node.get(f"/v1/trace/{hash_hex}", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_trace_both_directions(shared_node, lineage):
+    body = trace(shared_node, lineage["b"])
+
+    assert body["assertion"]["hash"] == lineage["b"], body["assertion"]
+    assert [(n["hash"], n["depth"]) for n in body["ancestors"]] == [(lineage["a"], 1)], body
+    seen = {n["hash"]: n["depth"] for n in body["descendants"]}
+    assert seen == {lineage["c"]: 1, lineage["d"]: 1, lineage["e"]: 2}, seen
+    assert body["truncated"] is False, body
+    assert body["depth_limit"] == 10, body
+
+
+def test_trace_ancestor_chain(shared_node, lineage):
+    body = trace(shared_node, lineage["e"])
+
+    hashes = [n["hash"] for n in body["ancestors"]]
+    assert hashes == [lineage["c"], lineage["b"], lineage["a"]], hashes
+    assert [n["depth"] for n in body["ancestors"]] == [1, 2, 3], body["ancestors"]
+    assert body["ancestors"][0]["object"] == number(75), body["ancestors"][0]
+    assert body["descendants"] == [], body
+
+
+def test_trace_depth_limit(shared_node, lineage):
+    down = trace(shared_node, lineage["a"], depth=1)
+    up = trace(shared_node, lineage["e"], depth=2)
+
+    assert [n["hash"] for n in down["descendants"]] == [lineage["b"]], down
+    assert down["truncated"] is True, down
+    assert [n["hash"] for n in up["ancestors"]] == [lineage["c"], lineage["b"]], up
+    assert up["truncated"] is True, up
+
+
+def test_trace_missing_parent(shared_node, subject):
+    orphan = signed(1, subject, "dose_mg", number(5), parent_hash="ab" * 32)
+    write_all(shared_node, [orphan])
+
+    body = trace(shared_node, expected_hash(orphan))
+
+    assert body["ancestors"] == [{"hash": "ab" * 32, "depth": 1, "stored": False}], body
+
+
+@pytest.mark.parametrize("path, params, status, code", [
+    ("/v1/trace/xyz", {}, 400, "invalid_parameter"),
+    ("/v1/trace/" + "0" * 63, {}, 400, "invalid_parameter"),
+    ("/v1/trace/" + "0" * 64, {}, 404, "not_found"),
+    ("/v1/trace/" + "0" * 64, {"depth": "101"}, 400, "invalid_parameter"),
+    ("/v1/trace/" + "0" * 64, {"depth": "-1"}, 400, "invalid_parameter"),
+    ("/v1/trace/" + "0" * 64, {"limit": "1"}, 400, "unknown_parameter"),
+])
+def test_trace_hostile_input(shared_node, path, params, status, code):
+    response = shared_node.get(path, params=params)
+
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
