@@ -411,7 +411,7 @@ static u128 power_of_ten_128(int k)
 static bool shortest_decimal_fast(uint64_t m, int q, struct decimal *out)
 {
 	int k = 16 - (int)floor(log10(ldexp((double)m, -q)));
-	u128 scaled, integer_part;
+	u128 scaled, integer_part, fraction;
 
 	if (q <= 0 || q > 100 || k < 0 || k > 22)
 		return false;
@@ -428,10 +428,15 @@ static bool shortest_decimal_fast(uint64_t m, int q, struct decimal *out)
 	if (integer_part < (u128)powers_of_ten[16] || integer_part >= (u128)powers_of_ten[17])
 		return false;
 
+	/* The integer part has 17 digits and fits 64 bits, so dividing it by 10^(17-p)
+	 * stays in 64 bits. The remainder is that division's remainder, shifted back up,
+	 * plus the bits below the point. */
+	fraction = scaled & (((u128)1 << q) - 1);
 	for (int p = 15; p <= 17; p++) {
-		u128 unit = (u128)powers_of_ten[17 - p] << q;
-		u128 candidate = scaled / unit;
-		u128 remainder = scaled % unit;
+		uint64_t divisor = powers_of_ten[17 - p];
+		u128 unit = (u128)divisor << q;
+		u128 candidate = (uint64_t)integer_part / divisor;
+		u128 remainder = ((u128)((uint64_t)integer_part % divisor) << q) | fraction;
 		u128 reached, distance, limit = power_of_ten_128(k);
 		int exponent = 16 - k;
 
