@@ -233,6 +233,7 @@ struct replay_state {
 	uint64_t applied;  /* offset just past the last record handled */
 	uint64_t replayed; /* new assertions stored */
 	size_t pending;    /* new assertions in the current batch */
+	size_t batched;    /* new records of every type in the current batch */
 	struct hash_set seen;
 	uint8_t (*hashes)[STEMEDB_HASH_LEN];
 	bool failed;
@@ -253,6 +254,7 @@ static bool replay_commit(struct replay_state *st)
 
 	st->replayed += st->pending;
 	st->pending = 0;
+	st->batched = 0;
 	store_batch_clear(st->p->batch);
 	memset(st->seen.slots, 0, (st->seen.mask + 1) * sizeof(*st->seen.slots));
 	return true;
@@ -262,7 +264,7 @@ static bool replay_commit(struct replay_state *st)
 static bool replay_assertion(struct replay_state *st, const struct assertion *a,
                              const struct hlc_stamp *hlc, const uint8_t *payload, size_t len)
 {
-	uint8_t *hash = st->hashes[st->pending];
+	uint8_t *hash = st->hashes[st->batched];
 	enum store_result has;
 
 	if (!assertion_hash(a, hash)) {
@@ -280,7 +282,50 @@ static bool replay_assertion(struct replay_state *st, const struct assertion *a,
 
 	store_batch_put_assertion(st->p->batch, hash, a, hlc, payload, len);
 	st->pending++;
+	st->batched++;
 	return true;
+}
+
+/* Stores one logged vote, epoch, co-signature, source or alias unless the store or this
+ * replay batch has it already. */
+static bool replay_record(struct replay_state *st, uint64_t offset, const uint8_t *payload,
+                          size_t len)
+{
+	uint8_t *id = st->hashes[st->batched];
+	struct record r;
+	struct hlc_stamp hlc;
+	enum store_result has;
+	bool ok = false;
+
+	record_init(&r, 0);
+	if (!record_decode_envelope(payload, len, &r, &hlc) || !record_id(&r, id)) {
+		set_err(st->err, st->err_size,
+		        "WAL record at offset %" PRIu64 " in %s has a valid checksum but an invalid "
+		        "record envelope (%zu bytes); restore the node as described in "
+		        "docs/operations/restore.md",
+		        offset, st->p->wal_dir, len);
+		goto done;
+	}
+	if (hlc_after(&hlc, &st->p->last_hlc))
+		st->p->last_hlc = hlc;
+	ok = true;
+	if (offset < st->cursor)
+		goto done;
+
+	has = store_has_record(st->p->store, r.type, id);
+	if (has == STORE_ERROR) {
+		set_err(st->err, st->err_size, "reading the store during WAL replay failed");
+		ok = false;
+		goto done;
+	}
+	if (has == STORE_NOT_FOUND && hash_set_add(&st->seen, id)) {
+		store_batch_put_record(st->p->batch, id, &r, payload, len);
+		st->batched++;
+	}
+
+done:
+	record_free(&r);
+	return ok;
 }
 
 static bool on_replay_record(void *ctx, uint64_t offset, uint64_t next_offset, uint8_t type,
@@ -291,6 +336,14 @@ static bool on_replay_record(void *ctx, uint64_t offset, uint64_t next_offset, u
 	struct hlc_stamp hlc;
 	bool ok = true;
 
+	if (record_type_name(type) != NULL) {
+		ok = replay_record(st, offset, payload, payload_len);
+		st->applied = offset >= st->cursor ? next_offset : st->applied;
+		if (ok && st->batched == COMMIT_REPLAY_BATCH)
+			ok = replay_commit(st);
+		st->failed = !ok;
+		return ok;
+	}
 	if (type != STEMEDB_RECORD_ASSERTION) {
 		log_warn("WAL record at offset %" PRIu64 " has unknown type %u; skipping it",
 		         offset, type);
@@ -318,7 +371,7 @@ static bool on_replay_record(void *ctx, uint64_t offset, uint64_t next_offset, u
 
 	ok = replay_assertion(st, &a, &hlc, payload, payload_len);
 	st->applied = next_offset;
-	if (ok && st->pending == COMMIT_REPLAY_BATCH) {
+	if (ok && st->batched == COMMIT_REPLAY_BATCH) {
 		ok = replay_commit(st);
 	}
 
@@ -459,7 +512,8 @@ static size_t classify_group(struct commit_pipeline *p, struct commit_request *h
 
 		r->status = COMMIT_EXISTS;
 		if (hash_set_add(&seen, r->hash)) {
-			has = store_has_assertion(p->store, r->hash);
+			has = r->record != NULL ? store_has_record(p->store, r->record->type, r->hash)
+			                        : store_has_assertion(p->store, r->hash);
 		} else {
 			continue;
 		}
@@ -476,7 +530,9 @@ static size_t classify_group(struct commit_pipeline *p, struct commit_request *h
 		n->req = r;
 		next_hlc(p, &n->hlc);
 		n->envelope_offset = p->envelopes.len;
-		if (!assertion_encode_envelope(&r->assertion, &n->hlc, &p->envelopes)) {
+		if (!(r->record != NULL
+		              ? record_encode_envelope(r->record, &n->hlc, &p->envelopes)
+		              : assertion_encode_envelope(&r->assertion, &n->hlc, &p->envelopes))) {
 			/* Only an unvalidated field length can fail here; drop the partial bytes.
 			 */
 			log_error("encoding the envelope of a submitted assertion failed; it was "
@@ -503,7 +559,8 @@ static bool append_group(struct commit_pipeline *p, struct new_record *items, si
 		abort();
 	}
 	for (size_t i = 0; i < count; i++) {
-		records[i].type = STEMEDB_RECORD_ASSERTION;
+		records[i].type = items[i].req->record != NULL ? items[i].req->record->type
+		                                               : STEMEDB_RECORD_ASSERTION;
 		records[i].payload = p->envelopes.data + items[i].envelope_offset;
 		records[i].payload_len = items[i].envelope_len;
 	}
@@ -530,17 +587,24 @@ static bool apply_group(struct commit_pipeline *p, struct new_record *items, siz
                         uint64_t end_offset)
 {
 	char err[256];
+	uint64_t assertions = 0;
 
 	store_batch_clear(p->batch);
 	for (size_t i = 0; i < count; i++) {
 		struct commit_request *r = items[i].req;
+		const uint8_t *envelope = p->envelopes.data + items[i].envelope_offset;
 
-		store_batch_put_assertion(p->batch, r->hash, &r->assertion, &items[i].hlc,
-		                          p->envelopes.data + items[i].envelope_offset,
+		if (r->record != NULL) {
+			store_batch_put_record(p->batch, r->hash, r->record, envelope,
+			                       items[i].envelope_len);
+			continue;
+		}
+		store_batch_put_assertion(p->batch, r->hash, &r->assertion, &items[i].hlc, envelope,
 		                          items[i].envelope_len);
+		assertions++;
 	}
 	store_batch_set_cursor(p->batch, end_offset);
-	return store_batch_commit(p->store, p->batch, count, err, sizeof(err)) == STORE_OK;
+	return store_batch_commit(p->store, p->batch, assertions, err, sizeof(err)) == STORE_OK;
 }
 
 /* Hands the stored records to the on_ingested hook. Records follow each other in the
@@ -558,14 +622,21 @@ static void report_ingested(struct commit_pipeline *p, const struct new_record *
 	if (out == NULL) {
 		abort();
 	}
+	size_t assertions = 0;
+
+	/* Subscribers follow assertions only, but every record takes its place in the log. */
 	for (size_t i = 0; i < count; i++) {
-		out[i].hash = items[i].req->hash;
-		out[i].hlc = items[i].hlc;
-		out[i].wal_offset = offset;
-		out[i].envelope_bytes = items[i].envelope_len;
+		if (items[i].req->record == NULL) {
+			out[assertions].hash = items[i].req->hash;
+			out[assertions].hlc = items[i].hlc;
+			out[assertions].wal_offset = offset;
+			out[assertions].envelope_bytes = items[i].envelope_len;
+			assertions++;
+		}
 		offset += WAL_RECORD_HEADER_SIZE + items[i].envelope_len;
 	}
-	p->options.on_ingested(p->options.on_ingested_ctx, out, count);
+	if (assertions > 0)
+		p->options.on_ingested(p->options.on_ingested_ctx, out, assertions);
 	free(out);
 }
 
@@ -594,9 +665,10 @@ static const char *write_group(struct commit_pipeline *p, struct new_record *ite
 	histogram_observe(metrics.batch_size, (double)count);
 	metric_add(metrics.writes, (double)count);
 	metric_add(metrics.bytes_written, (double)(after.bytes_written - before.bytes_written));
-	metric_add(metrics.ingested, (double)count);
 	for (size_t i = 0; i < count; i++) {
 		items[i].req->status = COMMIT_CREATED;
+		if (items[i].req->record == NULL)
+			metric_inc(metrics.ingested);
 	}
 	return NULL;
 }

@@ -13,6 +13,7 @@
 
 #include "stemedb/assertion.h"
 #include "stemedb/buf.h"
+#include "stemedb/records.h"
 #include "store.h"
 
 enum durability { DURABILITY_IMMEDIATE = 0, DURABILITY_EVENTUAL };
@@ -28,6 +29,9 @@ enum commit_status {
  * so it must only hand the request back to its owner (for instance wake an event loop). */
 struct commit_request {
 	struct assertion assertion;
+	/* A vote, epoch, co-signature, source or alias to store instead of the assertion,
+	 * with its id in hash and its signers verified; NULL for an assertion. */
+	struct record *record;
 	uint8_t hash[STEMEDB_HASH_LEN];
 	enum commit_status status;
 	void (*on_complete)(struct commit_request *req);

@@ -38,10 +38,19 @@
 /* Key suffix after the (subject, predicate) prefix: timestamp u64 BE and hash. */
 #define STORE_INDEX_SUFFIX_LEN (8 + STEMEDB_HASH_LEN)
 
-enum store_cf { CF_DEFAULT = 0, CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS, CF_AUDIT, CF_COUNT };
+enum store_cf {
+	CF_DEFAULT = 0,
+	CF_ASSERTIONS,
+	CF_SP_INDEX,
+	CF_VIEWS,
+	CF_AUDIT,
+	CF_RECORDS,
+	CF_VOTES,
+	CF_COUNT
+};
 
 static const char *const CF_NAMES[CF_COUNT] = {"default", "assertions", "sp_index", "views",
-                                               "audit"};
+                                               "audit",   "records",    "votes"};
 
 struct store {
 	char *path;
@@ -710,7 +719,7 @@ enum store_result store_flush(struct store *s, char *err, size_t err_size)
 	 * of the cursor, which replay rewrites harmlessly, never a cursor ahead of data. The
 	 * RocksDB 7.8 C API has no call that flushes several column families at once. */
 	static const enum store_cf ORDER[CF_COUNT] = {CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS,
-	                                              CF_AUDIT, CF_DEFAULT};
+	                                              CF_AUDIT, CF_RECORDS, CF_VOTES, CF_DEFAULT};
 	rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
 	enum store_result rc = STORE_OK;
 
@@ -1206,4 +1215,136 @@ void store_batch_delete_audit(struct store_batch *b, const void *key, size_t key
 	/* A delete is buffered as a put to the column family number CF_COUNT + CF_AUDIT,
 	 * which build_writebatch turns into a delete. */
 	batch_put(b, (enum store_cf)(CF_COUNT + CF_AUDIT), key, key_len, NULL, 0);
+}
+
+/* ---- signed records other than assertions ---- */
+
+/* records key: type u8 || id. votes key: assertion hash || voter || timestamp u64 BE ||
+ * vote id, value the weight in millionths (i32 LE), so that the last key of each voter
+ * is the vote that counts. */
+#define STORE_VOTE_KEY_LEN (2 * STEMEDB_HASH_LEN + 8 + STEMEDB_HASH_LEN)
+
+static void record_key(uint8_t type, const uint8_t id[STEMEDB_HASH_LEN],
+                       uint8_t key[1 + STEMEDB_HASH_LEN])
+{
+	key[0] = type;
+	memcpy(key + 1, id, STEMEDB_HASH_LEN);
+}
+
+enum store_result store_has_record(struct store *s, uint8_t type,
+                                   const uint8_t id[STEMEDB_HASH_LEN])
+{
+	uint8_t key[1 + STEMEDB_HASH_LEN];
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc;
+
+	record_key(type, id, key);
+	rc = get_pinned(s, CF_RECORDS, key, sizeof(key), &slice);
+	if (rc == STORE_OK)
+		rocksdb_pinnableslice_destroy(slice);
+	return rc;
+}
+
+enum store_result store_get_record(struct store *s, uint8_t type,
+                                   const uint8_t id[STEMEDB_HASH_LEN], struct record *r,
+                                   struct hlc_stamp *hlc)
+{
+	uint8_t key[1 + STEMEDB_HASH_LEN];
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc;
+	const char *value;
+	size_t len;
+
+	record_key(type, id, key);
+	rc = get_pinned(s, CF_RECORDS, key, sizeof(key), &slice);
+	if (rc != STORE_OK)
+		return rc;
+
+	value = rocksdb_pinnableslice_value(slice, &len);
+	if (!record_decode_envelope((const uint8_t *)value, len, r, hlc) || r->type != type) {
+		log_error("the stored %s record %02x%02x... in %s is not a valid envelope (%zu "
+		          "bytes)",
+		          record_type_name(type), id[0], id[1], s->path, len);
+		rc = STORE_ERROR;
+	}
+	rocksdb_pinnableslice_destroy(slice);
+	return rc;
+}
+
+void store_batch_put_record(struct store_batch *b, const uint8_t id[STEMEDB_HASH_LEN],
+                            const struct record *r, const uint8_t *envelope, size_t envelope_len)
+{
+	uint8_t key[1 + STEMEDB_HASH_LEN];
+	uint8_t vote_key[STORE_VOTE_KEY_LEN];
+	uint8_t weight[4];
+
+	record_key(r->type, id, key);
+	batch_put(b, CF_RECORDS, key, sizeof(key), envelope, envelope_len);
+	if (r->type != STEMEDB_RECORD_VOTE)
+		return;
+
+	memcpy(vote_key, r->u.vote.assertion_hash, STEMEDB_HASH_LEN);
+	memcpy(vote_key + STEMEDB_HASH_LEN, r->u.vote.voter, STEMEDB_AGENT_ID_LEN);
+	store_u64be(vote_key + 2 * STEMEDB_HASH_LEN, r->u.vote.timestamp);
+	memcpy(vote_key + 2 * STEMEDB_HASH_LEN + 8, id, STEMEDB_HASH_LEN);
+	store_u32le(weight, (uint32_t)r->u.vote.weight_micro);
+	batch_put(b, CF_VOTES, vote_key, sizeof(vote_key), weight, sizeof(weight));
+}
+
+/* Reports the finished run of one voter's keys, whose last key is the counted vote. */
+static bool report_voter(const uint8_t *key, const uint8_t *value, uint64_t superseded,
+                         bool (*fn)(void *ctx, const struct store_vote *vote), void *ctx)
+{
+	struct store_vote vote;
+
+	memcpy(vote.voter, key + STEMEDB_HASH_LEN, STEMEDB_AGENT_ID_LEN);
+	vote.timestamp = load_u64be(key + 2 * STEMEDB_HASH_LEN);
+	memcpy(vote.id, key + 2 * STEMEDB_HASH_LEN + 8, STEMEDB_HASH_LEN);
+	vote.weight_micro = (int32_t)load_u32le(value);
+	vote.superseded = superseded;
+	return fn(ctx, &vote);
+}
+
+enum store_result store_scan_votes(struct store *s, const uint8_t assertion_hash[STEMEDB_HASH_LEN],
+                                   bool (*fn)(void *ctx, const struct store_vote *vote), void *ctx)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf[CF_VOTES]);
+	uint8_t last_key[STORE_VOTE_KEY_LEN];
+	uint8_t last_value[4];
+	uint64_t superseded = 0;
+	bool have_last = false;
+	bool go_on = true;
+	char *error = NULL;
+
+	rocksdb_iter_seek(it, (const char *)assertion_hash, STEMEDB_HASH_LEN);
+	for (; go_on && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t key_len, value_len;
+		const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &key_len);
+		const uint8_t *value = (const uint8_t *)rocksdb_iter_value(it, &value_len);
+
+		if (key_len != STORE_VOTE_KEY_LEN || value_len != 4 ||
+		    memcmp(key, assertion_hash, STEMEDB_HASH_LEN) != 0)
+			break;
+		if (have_last && memcmp(last_key + STEMEDB_HASH_LEN, key + STEMEDB_HASH_LEN,
+		                        STEMEDB_AGENT_ID_LEN) != 0) {
+			go_on = report_voter(last_key, last_value, superseded, fn, ctx);
+			superseded = 0;
+		} else if (have_last) {
+			superseded++;
+		}
+		memcpy(last_key, key, key_len);
+		memcpy(last_value, value, value_len);
+		have_last = true;
+	}
+	if (go_on && have_last)
+		report_voter(last_key, last_value, superseded, fn, ctx);
+
+	rocksdb_iter_get_error(it, &error);
+	rocksdb_iter_destroy(it);
+	if (error != NULL) {
+		log_error("scanning the votes of an assertion in %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
 }

@@ -13,6 +13,7 @@
 #include "candidate.h"
 #include "stemedb/assertion.h"
 #include "stemedb/buf.h"
+#include "stemedb/records.h"
 
 enum store_result { STORE_OK = 0, STORE_NOT_FOUND, STORE_ERROR };
 
@@ -139,5 +140,34 @@ void store_batch_put_audit(struct store_batch *b, const void *key, size_t key_le
                            const void *value, size_t value_len);
 void store_batch_delete_audit(struct store_batch *b, const void *key, size_t key_len);
 enum store_result store_audit_write(struct store *s, const struct store_batch *b);
+
+/* ---- signed records other than assertions (records.h) ---- */
+
+enum store_result store_has_record(struct store *s, uint8_t type,
+                                   const uint8_t id[STEMEDB_HASH_LEN]);
+/* Reads one record with its signers and HLC stamp into r (initialized). */
+enum store_result store_get_record(struct store *s, uint8_t type,
+                                   const uint8_t id[STEMEDB_HASH_LEN], struct record *r,
+                                   struct hlc_stamp *hlc);
+/* Puts the record envelope and, for a vote, its key in the votes column family. */
+void store_batch_put_record(struct store_batch *b, const uint8_t id[STEMEDB_HASH_LEN],
+                            const struct record *r, const uint8_t *envelope,
+                            size_t envelope_len);
+
+/* The counted vote of one voter on an assertion: the latest by timestamp, then by the
+ * larger vote id. superseded counts that voter's earlier votes. */
+struct store_vote {
+	uint8_t voter[STEMEDB_AGENT_ID_LEN];
+	uint8_t id[STEMEDB_HASH_LEN];
+	int32_t weight_micro;
+	uint64_t timestamp;
+	uint64_t superseded;
+};
+
+/* Calls fn with the counted vote of every voter on assertion_hash, in voter byte order.
+ * Stops early when fn returns false. */
+enum store_result store_scan_votes(struct store *s, const uint8_t assertion_hash[STEMEDB_HASH_LEN],
+                                   bool (*fn)(void *ctx, const struct store_vote *vote),
+                                   void *ctx);
 
 #endif
