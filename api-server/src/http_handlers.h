@@ -20,6 +20,8 @@ void http_handle_subject(struct http_call *call);
 /* http_views.c */
 void http_handle_layered(struct http_call *call);
 void http_handle_trace(struct http_call *call);
+/* Serves /v1/query: the subject_prefix form here, every other form by http_handle_query. */
+void http_handle_query_route(struct http_call *call);
 
 /* http_ops.c */
 void http_handle_health(struct http_call *call);

@@ -562,3 +562,18 @@ done:
 	json_decref(pc.array);
 	free(subject);
 }
+
+/* ---- exported for the views of http_views.c ---- */
+
+bool http_read_options_parse(struct http_call *call, const struct http_query *q,
+                             struct read_params *rp)
+{
+	return read_options(call, q, rp);
+}
+
+void http_read_write_candidate(struct json_writer *w, const struct candidate *c,
+                               const struct lens_params *lp, const struct lens_result *result,
+                               size_t index)
+{
+	write_candidate(w, c, lp, result, index);
+}

@@ -35,6 +35,17 @@ struct read_params {
 bool http_read_params_parse(struct http_call *call, const struct http_query *q,
                             struct read_params *rp);
 
+/* Reads the optional filters (as_of, lifecycle, source_class) and lens options (decay,
+ * tolerance) from q. Replies 400 and returns false on the first invalid one. */
+bool http_read_options_parse(struct http_call *call, const struct http_query *q,
+                             struct read_params *rp);
+
+/* Writes one candidate with its effective confidence and, when result has one, the
+ * lens score of candidate index. */
+void http_read_write_candidate(struct json_writer *w, const struct candidate *c,
+                               const struct lens_params *lp, const struct lens_result *result,
+                               size_t index);
+
 /* Scans the candidates of rp's (subject, predicate) and drops those outside the
  * lifecycle and source class filters. Replies 500 and returns false on a storage error. */
 bool http_read_load_candidates(struct http_call *call, const struct read_params *rp,

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http_handlers.h"
 #include "http_read.h"
@@ -363,4 +364,291 @@ void http_handle_trace(struct http_call *call)
 done:
 	free(t.seen);
 	assertion_free(&root);
+}
+
+/* ---- GET /v1/query?subject_prefix=... ---- */
+
+#define PREFIX_LIMIT_DEFAULT 100
+#define PREFIX_LIMIT_MAX     1000
+
+static const char *const prefix_param_names[] = {
+        "subject_prefix", "predicate", "lens",  "as_of",  "lifecycle", "source_class",
+        "decay",          "tolerance", "limit", "cursor", "subject",   NULL};
+
+struct prefix_page {
+	struct http_call *call;
+	struct read_params rp; /* subject and predicate change per pair */
+	struct json_writer *w;
+	uint64_t limit;
+	size_t written;
+	struct buf last; /* "subject 0x00 predicate" of the last pair written */
+	bool more;       /* a pair exists after the page */
+	bool failed;     /* a reply (500) has been sent */
+};
+
+static void write_prefix_result(struct prefix_page *page, const struct candidate_list *list,
+                                const struct lens_result *result)
+{
+	struct json_writer *w = page->w;
+
+	json_writer_object_begin(w);
+	json_writer_key(w, "subject");
+	json_writer_string(w, page->rp.subject, page->rp.subject_len);
+	json_writer_key(w, "predicate");
+	json_writer_string(w, page->rp.predicate, page->rp.predicate_len);
+	json_writer_key(w, "candidate_count");
+	json_writer_uint(w, list->count);
+	json_writer_key(w, "winner");
+	if (result->has_winner)
+		http_read_write_candidate(w, &list->items[result->winner], &page->rp.lens_params,
+		                          result, result->winner);
+	else
+		json_writer_null(w);
+	json_writer_key(w, "confidence");
+	if (result->has_winner)
+		json_writer_double(w, result->confidence);
+	else
+		json_writer_null(w);
+	json_writer_object_end(w);
+}
+
+/* Resolves the lens for one (subject, predicate) pair and writes it to the page. The
+ * strings are copied because http_read_load_candidates wants NUL-terminated text. */
+static bool on_prefix_pair(void *ctx, const char *subject, size_t subject_len,
+                           const char *predicate, size_t predicate_len)
+{
+	struct prefix_page *page = ctx;
+	char *subject_text = strndup(subject, subject_len);
+	char *predicate_text = strndup(predicate, predicate_len);
+	struct candidate_list list;
+	struct lens_result result;
+
+	if (subject_text == NULL || predicate_text == NULL)
+		abort();
+	if (page->written == page->limit) {
+		page->more = true;
+		goto done;
+	}
+
+	page->rp.subject = subject_text;
+	page->rp.subject_len = subject_len;
+	page->rp.predicate = predicate_text;
+	page->rp.predicate_len = predicate_len;
+	if (!http_read_load_candidates(page->call, &page->rp, &list)) {
+		page->failed = true;
+		goto done;
+	}
+	memset(&result, 0, sizeof(result));
+	lens_resolve(page->rp.lens, list.items, list.count, &page->rp.lens_params, &result);
+	write_prefix_result(page, &list, &result);
+	lens_result_free(&result);
+	candidate_list_free(&list);
+
+	buf_reset(&page->last);
+	buf_append(&page->last, subject, subject_len);
+	buf_put_u8(&page->last, 0);
+	buf_append(&page->last, predicate, predicate_len);
+	page->written++;
+done:
+	free(subject_text);
+	free(predicate_text);
+	return !page->more && !page->failed;
+}
+
+/* Decodes the cursor, "subject 0x00 predicate" in hex, and checks that it lies under the
+ * prefix. Replies 400 and returns false otherwise. */
+static bool parse_prefix_cursor(struct http_call *call, const struct http_param *p,
+                                const struct store_pair_filter *filter, struct buf *out)
+{
+	size_t len = p->value_len / 2;
+	const uint8_t *nul;
+
+	buf_reserve(out, len + 1);
+	if (p->value_len % 2 != 0 || len == 0 ||
+	    len > STEMEDB_SUBJECT_MAX + 1 + STEMEDB_PREDICATE_MAX ||
+	    !hex_decode(p->value, p->value_len, out->data, len))
+		goto invalid;
+	out->len = len;
+	nul = memchr(out->data, 0, len);
+	if (nul == NULL || (size_t)(nul - out->data) < filter->subject_prefix_len ||
+	    memcmp(out->data, filter->subject_prefix, filter->subject_prefix_len) != 0)
+		goto invalid;
+	return true;
+invalid:
+	http_reply_error(call, 400, "invalid_parameter", "cursor",
+	                 "Query parameter cursor='%.100s' is not a cursor of this subject_prefix; "
+	                 "pass next_cursor from the previous page unchanged.",
+	                 p->value);
+	return false;
+}
+
+/* Reads the parameters that only the prefix form has: subject_prefix, the optional
+ * predicate, limit and cursor. Replies 400 and returns false on a bad one. */
+static bool parse_prefix_params(struct http_call *call, const struct http_query *q,
+                                struct prefix_page *page, struct store_pair_filter *filter,
+                                struct buf *cursor)
+{
+	const struct http_param *p = http_query_get(q, "subject_prefix");
+
+	if (http_query_get(q, "subject") != NULL) {
+		http_reply_error(call, 400, "invalid_parameter", "subject",
+		                 "Give either subject or subject_prefix, not both.");
+		return false;
+	}
+	if (p->value_len == 0 || p->value_len > STEMEDB_SUBJECT_MAX) {
+		http_reply_error(
+		        call, 400, "invalid_parameter", "subject_prefix",
+		        "Query parameter 'subject_prefix' has %zu bytes; give 1 to %d bytes.",
+		        p->value_len, STEMEDB_SUBJECT_MAX);
+		return false;
+	}
+	filter->subject_prefix = p->value;
+	filter->subject_prefix_len = p->value_len;
+
+	if ((p = http_query_get(q, "predicate")) != NULL) {
+		if (p->value_len == 0 || p->value_len > STEMEDB_PREDICATE_MAX) {
+			http_reply_error(call, 400, "invalid_parameter", "predicate",
+			                 "Query parameter 'predicate' has %zu bytes; give 1 to %d "
+			                 "bytes.",
+			                 p->value_len, STEMEDB_PREDICATE_MAX);
+			return false;
+		}
+		filter->predicate = p->value;
+		filter->predicate_len = p->value_len;
+	}
+	if ((p = http_query_get(q, "limit")) != NULL &&
+	    !http_parse_u64(p->value, 1, PREFIX_LIMIT_MAX, &page->limit)) {
+		http_reply_error(
+		        call, 400, "invalid_parameter", "limit",
+		        "Query parameter limit='%.100s' is invalid; give an integer from 1 "
+		        "to %d.",
+		        p->value, PREFIX_LIMIT_MAX);
+		return false;
+	}
+	if ((p = http_query_get(q, "cursor")) != NULL) {
+		if (!parse_prefix_cursor(call, p, filter, cursor))
+			return false;
+		filter->after = cursor->data;
+		filter->after_len = cursor->len;
+	}
+	return true;
+}
+
+static bool parse_prefix_query(struct http_call *call, const struct http_query *q,
+                               struct prefix_page *page, struct store_pair_filter *filter,
+                               struct buf *cursor)
+{
+	const struct http_param *p;
+
+	page->rp.lens = LENS_RECENCY;
+	page->rp.lens_params.decay = true;
+	page->limit = PREFIX_LIMIT_DEFAULT;
+	if (!parse_prefix_params(call, q, page, filter, cursor) ||
+	    !http_read_options_parse(call, q, &page->rp))
+		return false;
+	if ((p = http_query_get(q, "lens")) != NULL && !lens_parse(p->value, &page->rp.lens)) {
+		http_reply_error(call, 400, "invalid_parameter", "lens",
+		                 "Query parameter lens='%.100s' is invalid; give recency, "
+		                 "confidence, consensus or authority.",
+		                 p->value);
+		return false;
+	}
+	page->rp.lens_params.reference_time =
+	        page->rp.has_as_of ? page->rp.as_of : (uint64_t)time(NULL);
+	return true;
+}
+
+static void write_prefix_head(struct json_writer *w, const struct prefix_page *page,
+                              const struct store_pair_filter *filter)
+{
+	json_writer_object_begin(w);
+	json_writer_key(w, "subject_prefix");
+	json_writer_string(w, filter->subject_prefix, filter->subject_prefix_len);
+	if (filter->predicate != NULL) {
+		json_writer_key(w, "predicate");
+		json_writer_string(w, filter->predicate, filter->predicate_len);
+	}
+	json_writer_key(w, "lens");
+	json_writer_cstring(w, lens_name(page->rp.lens));
+	json_writer_key(w, "reference_time");
+	json_writer_uint(w, page->rp.lens_params.reference_time);
+	json_writer_key(w, "results");
+	json_writer_array_begin(w);
+}
+
+static void write_prefix_tail(struct json_writer *w, const struct prefix_page *page)
+{
+	json_writer_array_end(w);
+	json_writer_key(w, "next_cursor");
+	if (page->more)
+		json_writer_hex(w, page->last.data, page->last.len);
+	else
+		json_writer_null(w);
+	json_writer_object_end(w);
+}
+
+static void handle_subject_prefix(struct http_call *call)
+{
+	struct store_pair_filter filter = {0};
+	struct prefix_page page = {.call = call};
+	struct json_writer w;
+	struct http_query q;
+	struct buf cursor;
+	struct buf body;
+
+	buf_init(&cursor);
+	buf_init(&page.last);
+	if (!http_query_parse(call, prefix_param_names, &q) ||
+	    !parse_prefix_query(call, &q, &page, &filter, &cursor))
+		goto done;
+
+	http_reply_begin(&body, &w);
+	page.w = &w;
+	write_prefix_head(&w, &page, &filter);
+	if (store_subject_prefix_pairs(call->state->store, &filter, on_prefix_pair, &page) !=
+	            STORE_OK &&
+	    !page.failed) {
+		page.failed = true;
+		http_reply_error(call, 500, "internal_error", "subject_prefix",
+		                 "Scanning subjects under '%.100s' failed; see the server log.",
+		                 filter.subject_prefix);
+	}
+	if (page.failed) {
+		buf_free(&body);
+		goto done;
+	}
+	write_prefix_tail(&w, &page);
+	http_reply_text(call, 200, &body);
+done:
+	http_query_free(&q);
+	buf_free(&cursor);
+	buf_free(&page.last);
+}
+
+/* True when the raw query string has a parameter named subject_prefix. */
+static bool has_subject_prefix(const char *query)
+{
+	static const char name[] = "subject_prefix";
+	const char *p = query;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, name, sizeof(name) - 1) == 0 &&
+		    (p[sizeof(name) - 1] == '=' || p[sizeof(name) - 1] == '&' ||
+		     p[sizeof(name) - 1] == '\0'))
+			return true;
+		p = strchr(p, '&');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
+void http_handle_query_route(struct http_call *call)
+{
+	if (http_require_ready(call) == NULL)
+		return;
+	if (has_subject_prefix(call->query))
+		handle_subject_prefix(call);
+	else
+		http_handle_query(call);
 }

@@ -1348,3 +1348,110 @@ enum store_result store_scan_votes(struct store *s, const uint8_t assertion_hash
 	}
 	return STORE_OK;
 }
+
+/* ---- subject prefix scans over sp_index ---- */
+
+/* Splits an sp_index key into its subject and predicate; false when it has no two NULs. */
+static bool split_index_key(const char *key, size_t key_len, size_t *subject_len,
+                            const char **predicate, size_t *predicate_len)
+{
+	const char *first = memchr(key, 0, key_len);
+	const char *second;
+
+	if (first == NULL)
+		return false;
+	*subject_len = (size_t)(first - key);
+	*predicate = first + 1;
+	second = memchr(*predicate, 0, key_len - *subject_len - 1);
+	if (second == NULL)
+		return false;
+	*predicate_len = (size_t)(second - *predicate);
+	return true;
+}
+
+/* Seeks to the first key of the next pair to visit after the pair at the iterator:
+ * the same subject's filter predicate when it sorts later, else the next subject. */
+static void seek_next_pair(rocksdb_iterator_t *it, const char *key, size_t subject_len,
+                           const char *predicate, size_t predicate_len,
+                           const struct store_pair_filter *filter, struct buf *target)
+{
+	buf_reset(target);
+	buf_append(target, key, subject_len);
+	buf_put_u8(target, 0);
+	if (filter->predicate == NULL) {
+		buf_append(target, predicate, predicate_len);
+		buf_put_u8(target, 1);
+	} else if (strncmp(predicate, filter->predicate,
+	                   predicate_len < filter->predicate_len ? predicate_len
+	                                                         : filter->predicate_len) < 0 ||
+	           (predicate_len < filter->predicate_len &&
+	            memcmp(predicate, filter->predicate, predicate_len) == 0)) {
+		buf_append(target, filter->predicate, filter->predicate_len);
+		buf_put_u8(target, 0);
+	} else {
+		target->data[target->len - 1] = 1;
+	}
+	rocksdb_iter_seek(it, (const char *)target->data, target->len);
+}
+
+static bool pair_matches(const struct store_pair_filter *filter, const char *predicate,
+                         size_t predicate_len)
+{
+	return filter->predicate == NULL ||
+	       (predicate_len == filter->predicate_len &&
+	        memcmp(predicate, filter->predicate, predicate_len) == 0);
+}
+
+enum store_result store_subject_prefix_pairs(struct store *s,
+                                             const struct store_pair_filter *filter,
+                                             store_pair_fn fn, void *ctx)
+{
+	rocksdb_readoptions_t *options = rocksdb_readoptions_create();
+	enum store_result rc = STORE_OK;
+	struct buf upper, target;
+	rocksdb_iterator_t *it;
+	char *error = NULL;
+
+	buf_init(&upper);
+	buf_init(&target);
+	if (prefix_end((const uint8_t *)filter->subject_prefix, filter->subject_prefix_len, &upper))
+		rocksdb_readoptions_set_iterate_upper_bound(options, (const char *)upper.data,
+		                                            upper.len);
+	it = rocksdb_create_iterator_cf(s->db, options, s->cf[CF_SP_INDEX]);
+	if (filter->after != NULL) {
+		buf_append(&target, filter->after, filter->after_len);
+		buf_put_u8(&target, 1);
+		rocksdb_iter_seek(it, (const char *)target.data, target.len);
+	} else {
+		rocksdb_iter_seek(it, filter->subject_prefix, filter->subject_prefix_len);
+	}
+
+	while (rocksdb_iter_valid(it)) {
+		size_t key_len, subject_len, predicate_len;
+		const char *key = rocksdb_iter_key(it, &key_len);
+		const char *predicate;
+
+		if (!split_index_key(key, key_len, &subject_len, &predicate, &predicate_len)) {
+			log_error("an index key of %zu bytes in %s does not match the layout",
+			          key_len, s->path);
+			rc = STORE_ERROR;
+			break;
+		}
+		if (pair_matches(filter, predicate, predicate_len) &&
+		    !fn(ctx, key, subject_len, predicate, predicate_len))
+			break;
+		seek_next_pair(it, key, subject_len, predicate, predicate_len, filter, &target);
+	}
+
+	rocksdb_iter_get_error(it, &error);
+	if (error != NULL) {
+		log_error("scanning subjects under a prefix in %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		rc = STORE_ERROR;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(options);
+	buf_free(&upper);
+	buf_free(&target);
+	return rc;
+}

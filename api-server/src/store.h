@@ -170,4 +170,27 @@ enum store_result store_scan_votes(struct store *s, const uint8_t assertion_hash
                                    bool (*fn)(void *ctx, const struct store_vote *vote),
                                    void *ctx);
 
+/* A scan over the (subject, predicate) pairs of sp_index whose subject starts with
+ * subject_prefix (bytes, not path segments). predicate, when not NULL, keeps only that
+ * predicate. after, when not NULL, is "subject 0x00 predicate" of the last pair already
+ * returned, and the scan resumes after it. */
+struct store_pair_filter {
+	const char *subject_prefix;
+	size_t subject_prefix_len;
+	const char *predicate;
+	size_t predicate_len;
+	const uint8_t *after;
+	size_t after_len;
+};
+
+/* Called once per pair in key order; the strings are not NUL-terminated and live only
+ * during the call. Returning false stops the scan. */
+typedef bool (*store_pair_fn)(void *ctx, const char *subject, size_t subject_len,
+                              const char *predicate, size_t predicate_len);
+
+/* Visits each pair once, seeking past the rest of its keys instead of reading them. */
+enum store_result store_subject_prefix_pairs(struct store *s,
+                                             const struct store_pair_filter *filter,
+                                             store_pair_fn fn, void *ctx);
+
 #endif

@@ -178,3 +178,102 @@ def test_trace_hostile_input(shared_node, path, params, status, code):
 
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code, response.text
+
+
+@pytest.fixture
+def concept_tree(shared_node, subject):
+    """Five subjects under one scheme, one outside it, and two predicates on one subject."""
+    root = f"drug://{subject}"
+    writes = [
+        signed(1, f"{root}/a", "dose_mg", number(1)),
+        signed(1, f"{root}/b", "dose_mg", number(2)),
+        signed(2, f"{root}/b", "dose_mg", number(3), timestamp=BASE_TIME + 5),
+        signed(1, f"{root}/b", "route", number(9)),
+        signed(1, f"{root}/c/d", "dose_mg", number(4)),
+        signed(1, f"{root}/e", "dose_mg", number(5)),
+        signed(1, f"{root}/f", "dose_mg", number(6)),
+        signed(1, f"{root}x/a", "dose_mg", number(7)),
+    ]
+    write_all(shared_node, writes)
+    return root
+
+
+def prefix_query(node, **params):
+    response = node.get("/v1/query", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_prefix_lists_pairs_with_winners(shared_node, concept_tree):
+    body = prefix_query(shared_node, subject_prefix=concept_tree + "/")
+
+    pairs = [(r["subject"][len(concept_tree):], r["predicate"]) for r in body["results"]]
+    assert pairs == [("/a", "dose_mg"), ("/b", "dose_mg"), ("/b", "route"),
+                     ("/c/d", "dose_mg"), ("/e", "dose_mg"), ("/f", "dose_mg")], pairs
+    assert body["results"][1]["candidate_count"] == 2, body["results"][1]
+    assert body["results"][1]["winner"]["object"] == number(3), body["results"][1]
+    assert body["next_cursor"] is None, body
+    assert body["lens"] == "recency", body
+
+
+def test_prefix_is_a_byte_prefix(shared_node, concept_tree):
+    body = prefix_query(shared_node, subject_prefix=concept_tree, predicate="dose_mg")
+
+    subjects = [r["subject"] for r in body["results"]]
+    assert concept_tree + "x/a" in subjects, subjects
+    assert len(subjects) == 6, subjects
+
+
+def test_prefix_predicate_filter(shared_node, concept_tree):
+    body = prefix_query(shared_node, subject_prefix=concept_tree + "/", predicate="route")
+
+    assert [r["subject"] for r in body["results"]] == [concept_tree + "/b"], body
+
+
+def test_prefix_pagination(shared_node, concept_tree):
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"subject_prefix": concept_tree + "/", "limit": 2, "predicate": "dose_mg"}
+        if cursor is not None:
+            params["cursor"] = cursor
+        body = prefix_query(shared_node, **params)
+        pages += 1
+        assert len(body["results"]) <= 2, body
+        seen += [r["subject"] for r in body["results"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    expected = [concept_tree + s for s in ["/a", "/b", "/c/d", "/e", "/f"]]
+    assert seen == expected, seen
+    assert pages == 3, pages
+
+
+def test_prefix_lens_and_as_of(shared_node, concept_tree):
+    body = prefix_query(shared_node, subject_prefix=concept_tree + "/b", predicate="dose_mg",
+                        as_of=BASE_TIME + 1, lens="confidence")
+
+    assert body["results"][0]["candidate_count"] == 1, body
+    assert body["results"][0]["winner"]["object"] == number(2), body
+
+
+@pytest.mark.parametrize("params, code, field", [
+    ({"subject_prefix": ""}, "invalid_parameter", "subject_prefix"),
+    ({"subject_prefix": "a", "subject": "a"}, "invalid_parameter", "subject"),
+    ({"subject_prefix": "a", "limit": "0"}, "invalid_parameter", "limit"),
+    ({"subject_prefix": "a", "limit": "1001"}, "invalid_parameter", "limit"),
+    ({"subject_prefix": "a", "cursor": "zz"}, "invalid_parameter", "cursor"),
+    ({"subject_prefix": "a", "cursor": "6200"}, "invalid_parameter", "cursor"),
+    ({"subject_prefix": "a", "cursor": "6162"}, "invalid_parameter", "cursor"),
+    ({"subject_prefix": "a", "lens": "loudest"}, "invalid_parameter", "lens"),
+    ({"subject_prefix": "a", "as_of": "x"}, "invalid_parameter", "as_of"),
+    ({"subject_prefix": "a", "bogus": "1"}, "unknown_parameter", None),
+])
+def test_prefix_hostile_parameters(shared_node, params, code, field):
+    response = shared_node.get("/v1/query", params=params)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    if field is not None:
+        assert error["field"] == field, error
