@@ -198,10 +198,29 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                1073741824,
 	                                NULL,
 	                                "largest IPC frame accepted or sent on api.sock, in bytes"};
+	o[n++] = (struct config_option){"STEMEDB_AUDIT_RETENTION_DAYS",
+	                                "audit-retention-days",
+	                                CONFIG_UINT,
+	                                &cfg->audit_retention_days,
+	                                "30",
+	                                0,
+	                                36500,
+	                                NULL,
+	                                "days that query audit records are kept (0: no audit)"};
+	o[n++] = (struct config_option){"STEMEDB_AUDIT_RETENTION_SECONDS",
+	                                "audit-retention-seconds",
+	                                CONFIG_UINT,
+	                                &cfg->audit_retention_seconds,
+	                                "0",
+	                                0,
+	                                3153600000,
+	                                NULL,
+	                                "seconds that query audit records are kept; when not 0, "
+	                                "replaces AUDIT_RETENTION_DAYS"};
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX 20
+#define API_CONFIG_OPTION_MAX 24
 
 /* Derives the values that depend on others: enums from their names, the WAL directory
  * from the data directory, the thread count from the CPU count. */

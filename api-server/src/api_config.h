@@ -33,6 +33,8 @@ struct api_config {
 	char *run_dir;          /* empty: $RUNTIME_DIRECTORY, else $data_dir/run */
 	bool wal_archive;       /* sealed WAL segments wait for the archiver's watermark */
 	uint64_t ipc_max_frame; /* frame limit of api.sock, in bytes */
+	uint64_t audit_retention_days;
+	uint64_t audit_retention_seconds; /* when not 0, replaces audit_retention_days */
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

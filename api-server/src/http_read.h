@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "candidate.h"
 #include "http_server.h"
 #include "http_util.h"
@@ -28,6 +29,7 @@ struct read_params {
 	enum lens_kind lens;
 	uint64_t limit;
 	struct lens_params lens_params;
+	char query_id[AUDIT_ID_HEX_LEN + 1]; /* audit record id; empty when not audited */
 };
 
 /* Reads subject, predicate, the filters and the lens options from q. Replies 400 and
@@ -58,7 +60,8 @@ void http_read_write_object(struct json_writer *w, const struct object_value *o)
 void http_read_write_claim(struct json_writer *w, const struct claim *claim,
                            const struct candidate *items);
 
-/* Opens the reply object and writes subject, predicate, as_of and reference_time. */
+/* Opens the reply object and writes subject, predicate, as_of, reference_time and,
+ * when set, query_id. */
 void http_read_write_header(struct json_writer *w, const struct read_params *rp);
 
 #endif

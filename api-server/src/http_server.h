@@ -16,6 +16,7 @@
 #include "commit.h"
 #include "store.h"
 
+struct audit_log;
 struct evhttp_request;
 struct http_worker;
 
@@ -24,6 +25,7 @@ struct http_worker;
 struct api_state {
 	const struct api_config *config;
 	struct store *store;
+	struct audit_log *audit; /* NULL when auditing is off */
 	_Atomic(struct commit_pipeline *) pipeline;
 	atomic_bool recovery_failed;
 	uint64_t started_ns; /* CLOCK_MONOTONIC at start-up */

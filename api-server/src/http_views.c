@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http_audit.h"
 #include "http_handlers.h"
 #include "http_read.h"
 #include "http_util.h"
@@ -84,8 +85,19 @@ static void write_layered(struct json_writer *w, const struct read_params *rp,
 	json_writer_object_end(w);
 }
 
+/* The representative candidate of the overall answer, or NULL without candidates. */
+static const struct candidate *layered_answer(const struct layered_result *result)
+{
+	const struct layered_tier *top = &result->tiers[0];
+
+	if (result->tier_count == 0 || top->skeptic.claims.count == 0)
+		return NULL;
+	return &top->items[top->skeptic.claims.claims[0].representative];
+}
+
 void http_handle_layered(struct http_call *call)
 {
+	struct audit_entry entry;
 	struct layered_result result;
 	struct candidate_list list;
 	struct read_params rp;
@@ -101,11 +113,17 @@ void http_handle_layered(struct http_call *call)
 		http_query_free(&q);
 		return;
 	}
+	if (!http_audit_begin(call, &q, "layered", &entry, rp.query_id)) {
+		candidate_list_free(&list);
+		http_query_free(&q);
+		return;
+	}
 
 	lens_layered(list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_layered(&w, &rp, &list, &result);
 	http_reply_text(call, 200, &body);
+	http_audit_submit_claims(call, &entry, &list, &rp.lens_params, layered_answer(&result));
 
 	layered_result_free(&result);
 	candidate_list_free(&list);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api_config.h"
+#include "audit.h"
 #include "commit.h"
 #include "http_server.h"
 #include "http_util.h"
@@ -231,6 +232,25 @@ static struct ipc_api *start_ipc(struct api_state *state, struct commit_options 
 	return api;
 }
 
+/* Starts the query audit writer unless the retention is 0. */
+static bool start_audit(struct api_state *state, char *err, size_t err_size)
+{
+	const struct api_config *cfg = state->config;
+	uint64_t retention = cfg->audit_retention_seconds != 0 ? cfg->audit_retention_seconds
+	                                                       : cfg->audit_retention_days * 86400;
+
+	state->audit = audit_log_start(state->store, retention, err, err_size);
+	return retention == 0 || state->audit != NULL;
+}
+
+/* Stops the audit writer, which stores what it has queued, then closes the database. */
+static void close_store(struct api_state *state)
+{
+	audit_log_stop(state->audit);
+	state->audit = NULL;
+	store_close(state->store);
+}
+
 static int run(struct api_config *cfg)
 {
 	struct api_state state = {.config = cfg, .started_ns = http_now_ns()};
@@ -258,13 +278,18 @@ static int run(struct api_config *cfg)
 		log_error("%s", err);
 		return 1;
 	}
+	if (!start_audit(&state, err, sizeof(err))) {
+		log_error("%s", err);
+		store_close(state.store);
+		return 1;
+	}
 
 	http_metrics_register();
 	ipc_api_register_metrics();
 	server = http_server_start(&state, err, sizeof(err));
 	if (server == NULL) {
 		log_error("%s", err);
-		store_close(state.store);
+		close_store(&state);
 		return 1;
 	}
 	log_info("started: listening on %s, data dir %s, WAL dir %s, durability %s, %llu HTTP "
@@ -275,7 +300,7 @@ static int run(struct api_config *cfg)
 	ipc = start_ipc(&state, &recovery.options);
 	if (ipc == NULL) {
 		http_server_free(server, 0);
-		store_close(state.store);
+		close_store(&state);
 		return 1;
 	}
 
@@ -287,7 +312,7 @@ static int run(struct api_config *cfg)
 		log_error("pthread_create failed for the WAL replay thread");
 		ipc_api_stop(ipc);
 		http_server_free(server, 0);
-		store_close(state.store);
+		close_store(&state);
 		return 1;
 	}
 
@@ -295,7 +320,7 @@ static int run(struct api_config *cfg)
 	log_info("stopping on %s", strsignal(sig));
 	shutdown_node(server, &recovery);
 	ipc_api_stop(ipc);
-	store_close(state.store);
+	close_store(&state);
 	log_info("stopped");
 	return atomic_load(&state.recovery_failed) ? 1 : 0;
 }

@@ -53,6 +53,8 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_WAL_ARCHIVE_COMMAND_TIMEOUT_MS",
         "STEMEDB_WAL_ARCHIVE",
         "STEMEDB_IPC_MAX_FRAME_BYTES",
+        "STEMEDB_AUDIT_RETENTION_DAYS",
+        "STEMEDB_AUDIT_RETENTION_SECONDS",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };

@@ -1,0 +1,521 @@
+/* Query audit log. Keys of the "audit" column family (values in brackets):
+ *
+ *   'r' id (16 B)                                  [record JSON]
+ *   't' time ms u64 BE, id (16 B)                  [agent id (32 B) or empty]
+ *   'a' agent id (32 B), time ms u64 BE, id (16 B) [empty]
+ *
+ * The time index value names the agent so that expiry can delete the agent key
+ * without reading the record. */
+
+#include "audit.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stemedb/buf.h"
+#include "stemedb/hex.h"
+#include "stemedb/log.h"
+#include "store.h"
+
+#define AUDIT_FLUSH_INTERVAL_MS 100
+#define AUDIT_QUEUE_MAX         10000
+#define AUDIT_EXPIRE_BATCH      1000
+#define AUDIT_KEY_RECORD        'r'
+#define AUDIT_KEY_TIME          't'
+#define AUDIT_KEY_AGENT         'a'
+
+struct queued_entry {
+	struct queued_entry *next;
+	uint8_t id[AUDIT_ID_LEN];
+	uint64_t time_ms;
+	bool has_agent;
+	uint8_t agent[STEMEDB_AGENT_ID_LEN];
+	char *json; /* the record, serialized */
+};
+
+struct audit_log {
+	struct store *store;
+	uint64_t retention_ms;
+	uint64_t expire_interval_ms;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+	struct queued_entry *head;
+	struct queued_entry *tail;
+	size_t queued;
+	uint64_t dropped;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- entries ---- */
+
+void audit_entry_init(struct audit_entry *e, const char *endpoint)
+{
+	memset(e, 0, sizeof(*e));
+	randombytes_buf(e->id, sizeof(e->id));
+	hex_encode(e->id, sizeof(e->id), e->id_hex);
+	e->time_ms = now_ms();
+	e->endpoint = endpoint;
+	e->parameters = json_object();
+	e->contributors = json_array();
+}
+
+void audit_entry_add(struct audit_entry *e, const uint8_t hash[STEMEDB_HASH_LEN], double weight)
+{
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+
+	e->contributor_count++;
+	if (json_array_size(e->contributors) >= AUDIT_CONTRIBUTORS_MAX)
+		return;
+	hex_encode(hash, STEMEDB_HASH_LEN, hex);
+	json_array_append_new(e->contributors, json_pack("{s:s, s:f}", "hash", hex, "weight",
+	                                                 isfinite(weight) ? weight : 0.0));
+}
+
+void audit_entry_free(struct audit_entry *e)
+{
+	json_decref(e->parameters);
+	json_decref(e->contributors);
+	e->parameters = NULL;
+	e->contributors = NULL;
+}
+
+static json_t *hex_or_null(bool present, const uint8_t *bytes, size_t len)
+{
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+
+	if (!present)
+		return json_null();
+	hex_encode(bytes, len, hex);
+	return json_string(hex);
+}
+
+static char *entry_json(const struct audit_entry *e)
+{
+	json_t *record = json_object();
+	char *text;
+
+	json_object_set_new(record, "query_id", json_string(e->id_hex));
+	json_object_set_new(record, "time_ms", json_integer((json_int_t)e->time_ms));
+	json_object_set_new(record, "endpoint", json_string(e->endpoint));
+	json_object_set_new(record, "agent_id",
+	                    hex_or_null(e->has_agent, e->agent, STEMEDB_AGENT_ID_LEN));
+	json_object_set(record, "parameters", e->parameters);
+	json_object_set_new(record, "winner",
+	                    hex_or_null(e->has_winner, e->winner, STEMEDB_HASH_LEN));
+	json_object_set_new(record, "contributor_count",
+	                    json_integer((json_int_t)e->contributor_count));
+	json_object_set(record, "contributors", e->contributors);
+	text = json_dumps(record, JSON_COMPACT);
+	json_decref(record);
+	if (text == NULL)
+		abort();
+	return text;
+}
+
+void audit_log_submit(struct audit_log *log, struct audit_entry *e)
+{
+	struct queued_entry *q;
+
+	if (log == NULL)
+		goto done;
+	q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		abort();
+	memcpy(q->id, e->id, AUDIT_ID_LEN);
+	q->time_ms = e->time_ms;
+	q->has_agent = e->has_agent;
+	memcpy(q->agent, e->agent, STEMEDB_AGENT_ID_LEN);
+	q->json = entry_json(e);
+
+	pthread_mutex_lock(&log->lock);
+	if (log->queued >= AUDIT_QUEUE_MAX || log->stopping) {
+		/* Dropping keeps queries fast when the disk falls behind; the writer logs
+		 * the count once per batch. */
+		log->dropped++;
+		pthread_mutex_unlock(&log->lock);
+		free(q->json);
+		free(q);
+		goto done;
+	}
+	if (log->tail != NULL)
+		log->tail->next = q;
+	else
+		log->head = q;
+	log->tail = q;
+	log->queued++;
+	pthread_mutex_unlock(&log->lock);
+done:
+	audit_entry_free(e);
+}
+
+/* ---- keys ---- */
+
+static void time_key(struct buf *key, uint64_t time_ms, const uint8_t id[AUDIT_ID_LEN])
+{
+	buf_put_u8(key, AUDIT_KEY_TIME);
+	buf_put_u64be(key, time_ms);
+	buf_append(key, id, AUDIT_ID_LEN);
+}
+
+static void agent_key(struct buf *key, const uint8_t agent[STEMEDB_AGENT_ID_LEN], uint64_t time_ms,
+                      const uint8_t id[AUDIT_ID_LEN])
+{
+	buf_put_u8(key, AUDIT_KEY_AGENT);
+	buf_append(key, agent, STEMEDB_AGENT_ID_LEN);
+	buf_put_u64be(key, time_ms);
+	buf_append(key, id, AUDIT_ID_LEN);
+}
+
+static void record_key(struct buf *key, const uint8_t id[AUDIT_ID_LEN])
+{
+	buf_put_u8(key, AUDIT_KEY_RECORD);
+	buf_append(key, id, AUDIT_ID_LEN);
+}
+
+static uint64_t load_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* ---- writer thread ---- */
+
+static void batch_put_entry(struct store_batch *batch, const struct queued_entry *q)
+{
+	struct buf key;
+
+	buf_init(&key);
+	record_key(&key, q->id);
+	store_batch_put_audit(batch, key.data, key.len, q->json, strlen(q->json));
+	buf_reset(&key);
+	time_key(&key, q->time_ms, q->id);
+	store_batch_put_audit(batch, key.data, key.len, q->agent,
+	                      q->has_agent ? STEMEDB_AGENT_ID_LEN : 0);
+	if (q->has_agent) {
+		buf_reset(&key);
+		agent_key(&key, q->agent, q->time_ms, q->id);
+		store_batch_put_audit(batch, key.data, key.len, NULL, 0);
+	}
+	buf_free(&key);
+}
+
+/* Stores a detached queue; the records are freed whether or not the write succeeds. */
+static void write_entries(struct audit_log *log, struct queued_entry *head, uint64_t dropped)
+{
+	struct store_batch *batch = store_batch_new();
+	size_t count = 0;
+
+	for (struct queued_entry *q = head; q != NULL; q = q->next, count++)
+		batch_put_entry(batch, q);
+	if (count > 0 && store_audit_write(log->store, batch) != STORE_OK)
+		log_error("storing %zu audit records failed; they are lost", count);
+	if (dropped > 0)
+		log_warn("dropped %llu audit records because the queue of %d was full",
+		         (unsigned long long)dropped, AUDIT_QUEUE_MAX);
+	store_batch_free(batch);
+
+	while (head != NULL) {
+		struct queued_entry *next = head->next;
+
+		free(head->json);
+		free(head);
+		head = next;
+	}
+}
+
+static void wait_interval(struct audit_log *log)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_nsec += AUDIT_FLUSH_INTERVAL_MS * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&log->wake, &log->lock, &deadline);
+}
+
+static void *audit_main(void *arg)
+{
+	struct audit_log *log = arg;
+	uint64_t next_expiry = 0;
+	bool stopping = false;
+
+	while (!stopping) {
+		struct queued_entry *head;
+		uint64_t dropped;
+
+		pthread_mutex_lock(&log->lock);
+		if (!log->stopping)
+			wait_interval(log);
+		stopping = log->stopping;
+		head = log->head;
+		dropped = log->dropped;
+		log->head = log->tail = NULL;
+		log->queued = 0;
+		log->dropped = 0;
+		pthread_mutex_unlock(&log->lock);
+
+		write_entries(log, head, dropped);
+		if (now_ms() >= next_expiry) {
+			size_t expired = audit_log_expire(log, now_ms());
+
+			if (expired > 0)
+				log_info("deleted %zu audit records older than the retention",
+				         expired);
+			next_expiry = now_ms() + log->expire_interval_ms;
+		}
+	}
+	return NULL;
+}
+
+struct audit_log *audit_log_start(struct store *store, uint64_t retention_seconds, char *err,
+                                  size_t err_size)
+{
+	struct audit_log *log;
+	int rc;
+
+	if (retention_seconds == 0)
+		return NULL;
+	log = calloc(1, sizeof(*log));
+	if (log == NULL)
+		abort();
+	log->store = store;
+	log->retention_ms = retention_seconds * 1000u;
+	/* A tenth of the retention, between 1 s and 1 h: records outlive the retention by
+	 * at most that much. */
+	log->expire_interval_ms = log->retention_ms / 10;
+	if (log->expire_interval_ms < 1000)
+		log->expire_interval_ms = 1000;
+	if (log->expire_interval_ms > 3600000)
+		log->expire_interval_ms = 3600000;
+	pthread_mutex_init(&log->lock, NULL);
+	pthread_cond_init(&log->wake, NULL);
+
+	rc = pthread_create(&log->thread, NULL, audit_main, log);
+	if (rc != 0) {
+		snprintf(err, err_size, "pthread_create for the audit writer failed: %s",
+		         strerror(rc));
+		pthread_mutex_destroy(&log->lock);
+		pthread_cond_destroy(&log->wake);
+		free(log);
+		return NULL;
+	}
+	return log;
+}
+
+void audit_log_stop(struct audit_log *log)
+{
+	if (log == NULL)
+		return;
+	pthread_mutex_lock(&log->lock);
+	log->stopping = true;
+	pthread_cond_signal(&log->wake);
+	pthread_mutex_unlock(&log->lock);
+	pthread_join(log->thread, NULL);
+	pthread_mutex_destroy(&log->lock);
+	pthread_cond_destroy(&log->wake);
+	free(log);
+}
+
+bool audit_log_enabled(const struct audit_log *log)
+{
+	return log != NULL;
+}
+
+/* ---- reads ---- */
+
+static bool copy_value(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                       size_t value_len)
+{
+	json_t **out = ctx;
+
+	(void)key;
+	(void)key_len;
+	*out = json_loadb((const char *)value, value_len, 0, NULL);
+	return false;
+}
+
+enum audit_result audit_log_get(struct audit_log *log, const uint8_t id[AUDIT_ID_LEN], json_t **out)
+{
+	struct buf key;
+	struct store_scan scan = {.family = STORE_INDEX_AUDIT};
+	enum store_result rc;
+
+	*out = NULL;
+	if (log == NULL)
+		return AUDIT_NOT_FOUND;
+	buf_init(&key);
+	record_key(&key, id);
+	scan.prefix = key.data;
+	scan.prefix_len = key.len;
+	rc = store_index_scan(log->store, &scan, copy_value, out);
+	buf_free(&key);
+	if (rc != STORE_OK)
+		return AUDIT_ERROR;
+	return *out != NULL ? AUDIT_OK : AUDIT_NOT_FOUND;
+}
+
+struct list_state {
+	struct audit_log *log;
+	const struct audit_filter *filter;
+	size_t prefix_len; /* bytes before the time in an index key */
+	json_t *records;
+	struct buf last;
+	bool more;
+	bool failed;
+};
+
+static bool on_index_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                         size_t value_len)
+{
+	struct list_state *ls = ctx;
+	const uint8_t *id = key + ls->prefix_len + 8;
+	json_t *record = NULL;
+	enum audit_result rc;
+
+	(void)value;
+	(void)value_len;
+	if (key_len != ls->prefix_len + 8 + AUDIT_ID_LEN)
+		return true;
+	if (load_be64(key + ls->prefix_len) < ls->filter->from_ms)
+		return false;
+	if (json_array_size(ls->records) == ls->filter->limit) {
+		ls->more = true;
+		return false;
+	}
+
+	rc = audit_log_get(ls->log, id, &record);
+	if (rc == AUDIT_ERROR) {
+		ls->failed = true;
+		return false;
+	}
+	if (rc == AUDIT_OK)
+		json_array_append_new(ls->records, record);
+	buf_reset(&ls->last);
+	buf_append(&ls->last, key, key_len);
+	return true;
+}
+
+enum audit_result audit_log_list(struct audit_log *log, const struct audit_filter *filter,
+                                 json_t *records, char **next)
+{
+	struct list_state ls = {.log = log, .filter = filter, .records = records};
+	struct store_scan scan = {.family = STORE_INDEX_AUDIT, .reverse = true};
+	struct buf prefix, start;
+	enum store_result rc;
+
+	*next = NULL;
+	if (log == NULL)
+		return AUDIT_OK;
+	buf_init(&prefix);
+	buf_init(&start);
+	buf_init(&ls.last);
+	buf_put_u8(&prefix, filter->has_agent ? AUDIT_KEY_AGENT : AUDIT_KEY_TIME);
+	if (filter->has_agent)
+		buf_append(&prefix, filter->agent, STEMEDB_AGENT_ID_LEN);
+	ls.prefix_len = prefix.len;
+
+	scan.prefix = prefix.data;
+	scan.prefix_len = prefix.len;
+	if (filter->cursor != NULL) {
+		scan.after = filter->cursor;
+		scan.after_len = filter->cursor_len;
+	} else if (filter->to_ms < UINT64_MAX) {
+		/* The bare prefix and time sort before every key of that time, so the scan
+		 * starts at the newest record of time to_ms or earlier. */
+		buf_append(&start, prefix.data, prefix.len);
+		buf_put_u64be(&start, filter->to_ms + 1);
+		scan.after = start.data;
+		scan.after_len = start.len;
+	}
+
+	rc = store_index_scan(log->store, &scan, on_index_key, &ls);
+	if (ls.more) {
+		*next = malloc(2 * ls.last.len + 1);
+		if (*next == NULL)
+			abort();
+		hex_encode(ls.last.data, ls.last.len, *next);
+	}
+	buf_free(&prefix);
+	buf_free(&start);
+	buf_free(&ls.last);
+	return rc != STORE_OK || ls.failed ? AUDIT_ERROR : AUDIT_OK;
+}
+
+/* ---- expiry ---- */
+
+struct expire_state {
+	struct store_batch *batch;
+	uint64_t cutoff_ms;
+	size_t count;
+};
+
+static bool on_expired_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                           size_t value_len)
+{
+	struct expire_state *es = ctx;
+	const uint8_t *id = key + 1 + 8;
+	uint64_t time_ms;
+	struct buf other;
+
+	if (key_len != 1 + 8 + AUDIT_ID_LEN)
+		return true;
+	time_ms = load_be64(key + 1);
+	if (time_ms >= es->cutoff_ms || es->count == AUDIT_EXPIRE_BATCH)
+		return false;
+
+	buf_init(&other);
+	store_batch_delete_audit(es->batch, key, key_len);
+	record_key(&other, id);
+	store_batch_delete_audit(es->batch, other.data, other.len);
+	if (value_len == STEMEDB_AGENT_ID_LEN) {
+		buf_reset(&other);
+		agent_key(&other, value, time_ms, id);
+		store_batch_delete_audit(es->batch, other.data, other.len);
+	}
+	buf_free(&other);
+	es->count++;
+	return true;
+}
+
+size_t audit_log_expire(struct audit_log *log, uint64_t now)
+{
+	uint8_t prefix = AUDIT_KEY_TIME;
+	struct store_scan scan = {.family = STORE_INDEX_AUDIT, .prefix = &prefix, .prefix_len = 1};
+	struct expire_state es = {.batch = store_batch_new()};
+	size_t total = 0;
+
+	if (log == NULL || now < log->retention_ms)
+		goto done;
+	es.cutoff_ms = now - log->retention_ms;
+	do {
+		es.count = 0;
+		store_batch_clear(es.batch);
+		if (store_index_scan(log->store, &scan, on_expired_key, &es) != STORE_OK ||
+		    (es.count > 0 && store_audit_write(log->store, es.batch) != STORE_OK))
+			break;
+		total += es.count;
+	} while (es.count == AUDIT_EXPIRE_BATCH);
+done:
+	store_batch_free(es.batch);
+	return total;
+}

@@ -1,0 +1,80 @@
+#ifndef STEMEDB_AUDIT_H
+#define STEMEDB_AUDIT_H
+
+/* Query audit: every /v1/query, /v1/skeptic and /v1/layered call leaves a record of its
+ * parameters, caller, winner and contributing assertions in the "audit" column family.
+ * Handlers only queue a record. A writer thread stores the queue in batches every
+ * 100 ms, so a crash can lose the records of the last interval. The same thread deletes
+ * records older than the retention. */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stemedb/assertion.h"
+
+struct store;
+struct audit_log;
+
+#define AUDIT_ID_LEN           16
+#define AUDIT_ID_HEX_LEN       (2 * AUDIT_ID_LEN)
+#define AUDIT_CONTRIBUTORS_MAX 100
+
+enum audit_result { AUDIT_OK = 0, AUDIT_NOT_FOUND, AUDIT_ERROR };
+
+/* retention_seconds 0 turns auditing off: audit_log_start then returns NULL, and every
+ * other function accepts that NULL. Returns NULL with a message in err on failure too. */
+struct audit_log *audit_log_start(struct store *store, uint64_t retention_seconds, char *err,
+                                  size_t err_size);
+/* Stores what is queued, then stops the writer thread. */
+void audit_log_stop(struct audit_log *log);
+bool audit_log_enabled(const struct audit_log *log);
+
+/* One audited call, filled by the handler. */
+struct audit_entry {
+	char id_hex[AUDIT_ID_HEX_LEN + 1]; /* set by audit_entry_init */
+	uint8_t id[AUDIT_ID_LEN];
+	uint64_t time_ms; /* Unix milliseconds */
+	const char *endpoint;
+	bool has_agent;
+	uint8_t agent[STEMEDB_AGENT_ID_LEN];
+	json_t *parameters; /* object of query parameters, owned */
+	bool has_winner;
+	uint8_t winner[STEMEDB_HASH_LEN];
+	json_t *contributors; /* array of {"hash", "weight"}, owned */
+	size_t contributor_count;
+};
+
+/* Draws a random id and stamps the time. */
+void audit_entry_init(struct audit_entry *e, const char *endpoint);
+/* Adds one contributing assertion; past AUDIT_CONTRIBUTORS_MAX only the count grows. */
+void audit_entry_add(struct audit_entry *e, const uint8_t hash[STEMEDB_HASH_LEN], double weight);
+/* Queues the entry (taking over its JSON) or, when the queue is full or auditing is
+ * off, drops it. The entry is empty afterwards. */
+void audit_log_submit(struct audit_log *log, struct audit_entry *e);
+void audit_entry_free(struct audit_entry *e);
+
+/* Reads one record as JSON (new reference in *out). */
+enum audit_result audit_log_get(struct audit_log *log, const uint8_t id[AUDIT_ID_LEN],
+                                json_t **out);
+
+struct audit_filter {
+	bool has_agent;
+	uint8_t agent[STEMEDB_AGENT_ID_LEN];
+	uint64_t from_ms; /* inclusive */
+	uint64_t to_ms;   /* inclusive */
+	size_t limit;
+	const uint8_t *cursor; /* index key of the last record of the previous page */
+	size_t cursor_len;
+};
+
+/* Appends the matching records, newest first, to records. Sets *next (hex, allocated)
+ * to the cursor of the next page, or NULL on the last page. */
+enum audit_result audit_log_list(struct audit_log *log, const struct audit_filter *filter,
+                                 json_t *records, char **next);
+
+/* Deletes the records older than now_ms minus the retention; returns how many. */
+size_t audit_log_expire(struct audit_log *log, uint64_t now_ms);
+
+#endif
