@@ -5,7 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "http_audit.h"
 #include "http_handlers.h"
 #include "http_read.h"
 #include "http_util.h"
@@ -246,8 +245,11 @@ static int compare_newest_first(const void *a, const void *b, void *ctx)
 	return memcmp(x->hash, y->hash, STEMEDB_HASH_LEN);
 }
 
+/* Writes the candidates newest first. The winner's object, already written at
+ * [winner_start, winner_end) of the reply, is copied instead of written again. */
 static void write_candidates(struct json_writer *w, const struct candidate_list *list,
-                             const struct read_params *rp, const struct lens_result *result)
+                             const struct read_params *rp, const struct lens_result *result,
+                             size_t winner_start, size_t winner_end)
 {
 	size_t *order = malloc((list->count > 0 ? list->count : 1) * sizeof(*order));
 	size_t shown_count = list->count < rp->limit ? list->count : (size_t)rp->limit;
@@ -259,8 +261,13 @@ static void write_candidates(struct json_writer *w, const struct candidate_list 
 	qsort_r(order, list->count, sizeof(*order), compare_newest_first, list->items);
 
 	json_writer_array_begin(w);
-	for (size_t i = 0; i < shown_count; i++)
-		write_candidate(w, &list->items[order[i]], &rp->lens_params, result, order[i]);
+	for (size_t i = 0; i < shown_count; i++) {
+		if (result->has_winner && order[i] == result->winner)
+			json_writer_repeat(w, winner_start, winner_end);
+		else
+			write_candidate(w, &list->items[order[i]], &rp->lens_params, result,
+			                order[i]);
+	}
 	json_writer_array_end(w);
 	free(order);
 }
@@ -279,10 +286,6 @@ void http_read_write_header(struct json_writer *w, const struct read_params *rp)
 	}
 	json_writer_key(w, "reference_time");
 	json_writer_uint(w, rp->lens_params.reference_time);
-	if (rp->query_id[0] != '\0') {
-		json_writer_key(w, "query_id");
-		json_writer_cstring(w, rp->query_id);
-	}
 }
 
 static const char *const read_param_names[] = {
@@ -294,6 +297,8 @@ static const char *const skeptic_param_names[] = {
 static void write_query(struct json_writer *w, const struct read_params *rp,
                         const struct candidate_list *list, const struct lens_result *result)
 {
+	size_t winner_start, winner_end;
+
 	http_read_write_header(w, rp);
 	json_writer_key(w, "lens");
 	json_writer_cstring(w, lens_name(rp->lens));
@@ -301,11 +306,13 @@ static void write_query(struct json_writer *w, const struct read_params *rp,
 	json_writer_uint(w, list->count);
 
 	json_writer_key(w, "winner");
+	winner_start = w->out->len;
 	if (result->has_winner)
 		write_candidate(w, &list->items[result->winner], &rp->lens_params, result,
 		                result->winner);
 	else
 		json_writer_null(w);
+	winner_end = w->out->len;
 	json_writer_key(w, "confidence");
 	if (result->has_winner)
 		json_writer_double(w, result->confidence);
@@ -313,7 +320,7 @@ static void write_query(struct json_writer *w, const struct read_params *rp,
 		json_writer_null(w);
 
 	json_writer_key(w, "candidates");
-	write_candidates(w, list, rp, result);
+	write_candidates(w, list, rp, result, winner_start, winner_end);
 	json_writer_key(w, "truncated");
 	json_writer_bool(w, list->count > rp->limit);
 	json_writer_object_end(w);
@@ -322,7 +329,6 @@ static void write_query(struct json_writer *w, const struct read_params *rp,
 void http_handle_query(struct http_call *call)
 {
 	uint64_t started = http_now_ns();
-	struct audit_entry entry;
 	struct candidate_list list;
 	struct lens_result result;
 	struct read_params rp;
@@ -338,18 +344,12 @@ void http_handle_query(struct http_call *call)
 		http_query_free(&q);
 		return;
 	}
-	if (!http_audit_begin(call, &q, "query", &entry, rp.query_id)) {
-		candidate_list_free(&list);
-		http_query_free(&q);
-		return;
-	}
 
 	memset(&result, 0, sizeof(result));
 	lens_resolve(rp.lens, list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_query(&w, &rp, &list, &result);
 	http_reply_text(call, 200, &body);
-	http_audit_submit_lens(call, &entry, &list, &result);
 
 	lens_result_free(&result);
 	candidate_list_free(&list);
@@ -444,7 +444,6 @@ static void write_skeptic(struct json_writer *w, const struct read_params *rp,
 void http_handle_skeptic(struct http_call *call)
 {
 	uint64_t started = http_now_ns();
-	struct audit_entry entry;
 	struct skeptic_result result;
 	struct candidate_list list;
 	struct read_params rp;
@@ -460,21 +459,12 @@ void http_handle_skeptic(struct http_call *call)
 		http_query_free(&q);
 		return;
 	}
-	if (!http_audit_begin(call, &q, "skeptic", &entry, rp.query_id)) {
-		candidate_list_free(&list);
-		http_query_free(&q);
-		return;
-	}
 
 	memset(&result, 0, sizeof(result));
 	skeptic_analyze(list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_skeptic(&w, &rp, &list, &result);
 	http_reply_text(call, 200, &body);
-	http_audit_submit_claims(call, &entry, &list, &rp.lens_params,
-	                         result.claims.count > 0
-	                                 ? &list.items[result.claims.claims[0].representative]
-	                                 : NULL);
 
 	skeptic_result_free(&result);
 	candidate_list_free(&list);

@@ -15,8 +15,8 @@
 #define HTTP_BATCH_ITEMS_MAX 1000
 
 /* Items per verification task. A 500-item batch becomes 8 tasks, enough to keep every
- * core busy, while each task (about 3 ms at the 50 µs that one Ed25519 verification takes on the
- * benchmark machine) is long enough that the queue lock is cheap by comparison. */
+ * core busy. Each task is long enough that the queue lock is cheap by comparison: about
+ * 3 ms at the 50 µs that one Ed25519 verification takes on the benchmark machine. */
 #define VERIFY_CHUNK_ITEMS 64
 
 /* Upper bound on verification threads, whatever the number of online CPUs. */

@@ -357,6 +357,20 @@ void json_writer_bool(struct json_writer *w, bool value)
 		json_put(w, "false", 5);
 }
 
+void json_writer_repeat(struct json_writer *w, size_t start, size_t end)
+{
+	char *p;
+
+	if (start > end || end > w->out->len)
+		json_misuse("a repeated value lies outside the written output");
+	json_value_start(w);
+
+	/* Reserving may move the buffer, so the source address is taken afterwards. */
+	p = json_reserve(w, end - start);
+	memcpy(p, w->out->data + start, end - start);
+	w->out->len += end - start;
+}
+
 void json_writer_null(struct json_writer *w)
 {
 	json_value_start(w);

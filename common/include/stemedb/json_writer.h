@@ -51,6 +51,9 @@ void json_writer_double(struct json_writer *w, double value);
 /* Writes millionths as an exact decimal: 441874 as 0.441874, 1000000 as 1.0. */
 void json_writer_micro(struct json_writer *w, uint64_t millionths);
 void json_writer_bool(struct json_writer *w, bool value);
+/* Writes again the complete value that this writer wrote at out bytes [start, end),
+ * for replies that contain the same object twice. */
+void json_writer_repeat(struct json_writer *w, size_t start, size_t end);
 void json_writer_null(struct json_writer *w);
 
 /* Formats a finite double with the fewest significant digits, 15 to 17, that read back

@@ -127,6 +127,34 @@ static void writer_nests_and_separates(void **state)
 	buf_free(&out);
 }
 
+static void writer_repeats_earlier_value(void **state)
+{
+	(void)state;
+	struct json_writer w;
+	struct buf out;
+	size_t start, end;
+
+	buf_init(&out);
+	json_writer_init(&w, &out);
+	json_writer_object_begin(&w);
+	json_writer_key(&w, "first");
+	start = out.len;
+	json_writer_array_begin(&w);
+	json_writer_cstring(&w, "x");
+	json_writer_array_end(&w);
+	end = out.len;
+	json_writer_key(&w, "again");
+	json_writer_array_begin(&w);
+	json_writer_int(&w, 1);
+	json_writer_repeat(&w, start, end);
+	json_writer_array_end(&w);
+	json_writer_object_end(&w);
+
+	buf_put_u8(&out, 0);
+	assert_string_equal((const char *)out.data, "{\"first\":[\"x\"],\"again\":[1,[\"x\"]]}");
+	buf_free(&out);
+}
+
 static void writer_integers_at_limits(void **state)
 {
 	(void)state;
@@ -291,6 +319,7 @@ int main(void)
 	        cmocka_unit_test(writer_keeps_valid_utf8),
 	        cmocka_unit_test(writer_replaces_invalid_utf8),
 	        cmocka_unit_test(writer_nests_and_separates),
+	        cmocka_unit_test(writer_repeats_earlier_value),
 	        cmocka_unit_test(writer_integers_at_limits),
 	        cmocka_unit_test(writer_micro_is_exact),
 	        cmocka_unit_test(writer_non_finite_is_null),
