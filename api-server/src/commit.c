@@ -319,7 +319,7 @@ static bool replay_record(struct replay_state *st, uint64_t offset, const uint8_
 		goto done;
 	}
 	if (has == STORE_NOT_FOUND && hash_set_add(&st->seen, id)) {
-		store_batch_put_record(st->p->batch, id, &r, payload, len);
+		store_batch_put_record(st->p->store, st->p->batch, id, &r, payload, len);
 		st->batched++;
 	}
 
@@ -337,6 +337,11 @@ static bool on_replay_record(void *ctx, uint64_t offset, uint64_t next_offset, u
 	bool ok = true;
 
 	if (record_type_name(type) != NULL) {
+		/* A co-signature rewrites its assertion, which must be in the store first. */
+		if (type == STEMEDB_RECORD_COSIGNATURE && st->batched > 0 && !replay_commit(st)) {
+			st->failed = true;
+			return false;
+		}
 		ok = replay_record(st, offset, payload, payload_len);
 		st->applied = offset >= st->cursor ? next_offset : st->applied;
 		if (ok && st->batched == COMMIT_REPLAY_BATCH)
@@ -595,7 +600,7 @@ static bool apply_group(struct commit_pipeline *p, struct new_record *items, siz
 		const uint8_t *envelope = p->envelopes.data + items[i].envelope_offset;
 
 		if (r->record != NULL) {
-			store_batch_put_record(p->batch, r->hash, r->record, envelope,
+			store_batch_put_record(p->store, p->batch, r->hash, r->record, envelope,
 			                       items[i].envelope_len);
 			continue;
 		}

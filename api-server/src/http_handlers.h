@@ -23,6 +23,11 @@ void http_handle_trace(struct http_call *call);
 /* Serves /v1/query: the subject_prefix form here, every other form by http_handle_query. */
 void http_handle_query_route(struct http_call *call);
 
+/* http_records.c: votes, co-signatures, epochs, sources and aliases */
+void http_handle_vote(struct http_call *call);
+void http_handle_assertion_votes(struct http_call *call);
+void http_handle_cosign(struct http_call *call);
+
 /* http_audit.c */
 void http_handle_audit_queries(struct http_call *call);
 void http_handle_audit_query(struct http_call *call);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "http_handlers.h"
+#include "http_records.h"
 #include "http_read.h"
 #include "http_util.h"
 #include "lens.h"
@@ -114,7 +115,7 @@ bool http_read_params_parse(struct http_call *call, const struct http_query *q,
 
 	if ((p = http_query_get(q, "lens")) != NULL && !lens_parse(p->value, &rp->lens)) {
 		reply_bad_param(call, "lens", p->value,
-		                "recency, confidence, consensus or authority");
+		                "recency, confidence, consensus, authority or vote");
 		return false;
 	}
 	if ((p = http_query_get(q, "limit")) != NULL &&
@@ -123,6 +124,8 @@ bool http_read_params_parse(struct http_call *call, const struct http_query *q,
 		return false;
 	}
 	rp->lens_params.reference_time = rp->has_as_of ? rp->as_of : (uint64_t)time(NULL);
+	rp->lens_params.votes = http_records_vote_sum;
+	rp->lens_params.votes_ctx = call->state->store;
 	return true;
 }
 

@@ -27,6 +27,8 @@
 enum route_id {
 	ROUTE_ASSERT = 0,
 	ROUTE_BATCH,
+	ROUTE_ASSERTION_VOTES,
+	ROUTE_ASSERTION_SIGNATURES,
 	ROUTE_ASSERTION,
 	ROUTE_QUERY,
 	ROUTE_SKEPTIC,
@@ -37,6 +39,7 @@ enum route_id {
 	ROUTE_AUDIT_QUERY,
 	ROUTE_HEALTH,
 	ROUTE_READY,
+	ROUTE_VOTE,
 	ROUTE_METRICS,
 	ROUTE_UNMATCHED,
 	ROUTE_COUNT
@@ -48,12 +51,19 @@ struct route {
 	bool has_param;
 	enum http_method method;
 	void (*handler)(struct http_call *call);
+	/* Text that must end the path after a non-empty parameter without '/', or NULL. */
+	const char *suffix;
 };
 
 static const struct route routes[ROUTE_COUNT] = {
         [ROUTE_ASSERT] = {"/v1/assert", "/v1/assert", false, HTTP_METHOD_POST, http_handle_assert},
         [ROUTE_BATCH] = {"/v1/assert/batch", "/v1/assert/batch", false, HTTP_METHOD_POST,
                          http_handle_batch},
+        [ROUTE_ASSERTION_VOTES] = {"/v1/assertions/", "/v1/assertions/{hash}/votes", true,
+                                   HTTP_METHOD_GET, http_handle_assertion_votes, "/votes"},
+        [ROUTE_ASSERTION_SIGNATURES] = {"/v1/assertions/", "/v1/assertions/{hash}/signatures",
+                                        true, HTTP_METHOD_POST, http_handle_cosign,
+                                        "/signatures"},
         [ROUTE_ASSERTION] = {"/v1/assertions/", "/v1/assertions/{hash}", true, HTTP_METHOD_GET,
                              http_handle_assertion},
         [ROUTE_QUERY] = {"/v1/query", "/v1/query", false, HTTP_METHOD_GET,
@@ -72,6 +82,7 @@ static const struct route routes[ROUTE_COUNT] = {
                                HTTP_METHOD_GET, http_handle_audit_query},
         [ROUTE_HEALTH] = {"/v1/health", "/v1/health", false, HTTP_METHOD_GET, http_handle_health},
         [ROUTE_READY] = {"/v1/ready", "/v1/ready", false, HTTP_METHOD_GET, http_handle_ready},
+        [ROUTE_VOTE] = {"/v1/vote", "/v1/vote", false, HTTP_METHOD_POST, http_handle_vote},
         [ROUTE_METRICS] = {"/metrics", "/metrics", false, HTTP_METHOD_GET, http_handle_metrics},
         [ROUTE_UNMATCHED] = {NULL, "unmatched", false, HTTP_METHOD_OTHER, NULL},
 };
@@ -280,16 +291,47 @@ static enum http_method method_of(struct evhttp_request *req)
 	}
 }
 
-static enum route_id route_match(const char *path)
+static bool route_path_matches(const struct route *route, const char *path)
 {
-	for (int i = 0; i < ROUTE_UNMATCHED; i++) {
-		size_t len = strlen(routes[i].path);
+	size_t len = strlen(route->path);
+	size_t path_len = strlen(path);
+	size_t suffix_len;
 
-		if (routes[i].has_param ? strncmp(path, routes[i].path, len) == 0 && path[len]
-		                        : strcmp(path, routes[i].path) == 0)
+	if (!route->has_param)
+		return strcmp(path, route->path) == 0;
+	if (strncmp(path, route->path, len) != 0 || path[len] == '\0')
+		return false;
+	if (route->suffix == NULL)
+		return true;
+
+	suffix_len = strlen(route->suffix);
+	return path_len > len + suffix_len &&
+	       strcmp(path + path_len - suffix_len, route->suffix) == 0 &&
+	       memchr(path + len, '/', path_len - len - suffix_len) == NULL;
+}
+
+/* Returns the first route whose path and method match, else the first whose path
+ * matches (so that the dispatch replies 405), else ROUTE_UNMATCHED. A route with a
+ * suffix claims its paths, so GET /v1/assertions/{hash}/signatures is a 405 and not a
+ * lookup of the hash "{hash}/signatures". */
+static enum route_id route_match(const char *path, int method)
+{
+	enum http_method wanted =
+	        method == HTTP_METHOD_HEAD ? HTTP_METHOD_GET : (enum http_method)method;
+	enum route_id first = ROUTE_UNMATCHED;
+	bool suffix_matched = false;
+
+	for (int i = 0; i < ROUTE_UNMATCHED; i++) {
+		if (!route_path_matches(&routes[i], path) ||
+		    (suffix_matched && routes[i].suffix == NULL))
+			continue;
+		if (routes[i].method == wanted)
 			return (enum route_id)i;
+		if (first == ROUTE_UNMATCHED)
+			first = (enum route_id)i;
+		suffix_matched = suffix_matched || routes[i].suffix != NULL;
 	}
-	return ROUTE_UNMATCHED;
+	return first;
 }
 
 static void http_dispatch(struct http_call *call)
@@ -338,7 +380,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	call->query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 	if (call->path == NULL || call->path[0] == '\0')
 		call->path = "/";
-	call->route = route_match(call->path);
+	call->route = route_match(call->path, call->method);
 
 	http_dispatch(call);
 }

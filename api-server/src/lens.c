@@ -28,6 +28,7 @@ static const char *const lens_names[] = {
         [LENS_CONFIDENCE] = "confidence",
         [LENS_CONSENSUS] = "consensus",
         [LENS_AUTHORITY] = "authority",
+        [LENS_VOTE] = "vote",
 };
 
 struct lens_spelling {
@@ -47,6 +48,8 @@ static const struct lens_spelling lens_spellings[] = {
         {"authority", LENS_AUTHORITY},
         {"Authority", LENS_AUTHORITY},
         {"TrustAwareAuthority", LENS_AUTHORITY},
+        {"vote", LENS_VOTE},
+        {"Vote", LENS_VOTE},
 };
 
 const char *lens_name(enum lens_kind kind)
@@ -560,6 +563,70 @@ static void resolve_authority(const struct candidate *candidates, size_t count,
 	out->confidence = lens_effective_confidence(&candidates[out->winner], params);
 }
 
+/* The newest member of a claim: the candidate that represents a vote lens winner. */
+static size_t newest_member(const struct candidate *candidates, const struct claim *claim)
+{
+	size_t best = claim->members[0];
+	for (size_t m = 1; m < claim->member_count; m++) {
+		if (compare_recency(&candidates[claim->members[m]], &candidates[best]) > 0)
+			best = claim->members[m];
+	}
+	return best;
+}
+
+/* Sums the counted vote weights of every member of each claim into sums. */
+static void sum_claim_votes(const struct candidate *candidates, const struct claim_set *set,
+                            const struct lens_params *params, double *sums)
+{
+	for (size_t k = 0; k < set->count; k++) {
+		const struct claim *cl = &set->claims[k];
+
+		sums[k] = 0.0;
+		for (size_t m = 0; m < cl->member_count && params->votes != NULL; m++) {
+			double sum =
+			        params->votes(params->votes_ctx, candidates[cl->members[m]].hash);
+			if (isfinite(sum))
+				sums[k] += sum;
+		}
+	}
+}
+
+/* The claim with the highest sum of counted vote weights wins; ties go to the claim with
+ * the newest member. Lens confidence = the winner's sum / the sum of the positive claim
+ * sums, and 0 when no claim has a positive sum. */
+static void resolve_vote(const struct candidate *candidates, size_t count,
+                         const struct lens_params *params, struct lens_result *out)
+{
+	struct claim_set set;
+	size_t all_agents;
+	double *sums;
+	double positive = 0.0;
+	size_t best = 0;
+
+	group_claims(candidates, count, params, &set, &all_agents);
+	sums = lens_alloc(set.count * sizeof(double), "claim vote sums");
+	sum_claim_votes(candidates, &set, params, sums);
+
+	for (size_t k = 0; k < set.count; k++) {
+		int order = compare_double(sums[k], sums[best]);
+		if (order == 0)
+			order = compare_recency(
+			        &candidates[newest_member(candidates, &set.claims[k])],
+			        &candidates[newest_member(candidates, &set.claims[best])]);
+		if (order > 0)
+			best = k;
+		if (sums[k] > 0.0)
+			positive += sums[k];
+		for (size_t m = 0; m < set.claims[k].member_count; m++)
+			out->scores[set.claims[k].members[m]] = sums[k];
+	}
+
+	out->winner = newest_member(candidates, &set.claims[best]);
+	out->confidence = positive > 0.0 && sums[best] > 0.0 ? sums[best] / positive : 0.0;
+	free(sums);
+	claim_set_free(&set);
+}
+
 void lens_resolve(enum lens_kind kind, const struct candidate *candidates, size_t count,
                   const struct lens_params *params, struct lens_result *out)
 {
@@ -583,6 +650,9 @@ void lens_resolve(enum lens_kind kind, const struct candidate *candidates, size_
 		return;
 	case LENS_AUTHORITY:
 		resolve_authority(candidates, count, params, out);
+		return;
+	case LENS_VOTE:
+		resolve_vote(candidates, count, params, out);
 		return;
 	}
 

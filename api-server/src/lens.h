@@ -16,6 +16,7 @@ enum lens_kind {
 	LENS_CONFIDENCE,
 	LENS_CONSENSUS,
 	LENS_AUTHORITY,
+	LENS_VOTE,
 };
 
 const char *lens_name(enum lens_kind kind);
@@ -24,12 +25,18 @@ bool lens_parse(const char *text, enum lens_kind *out);
 /* Trust of an agent in 0..1; lenses use 0.5 for every agent when no lookup is given. */
 typedef double (*lens_trust_fn)(void *ctx, const uint8_t agent_id[STEMEDB_AGENT_ID_LEN]);
 
+/* Sum of the counted vote weights (-1..1 each, the latest vote per voter) on one
+ * assertion; the vote lens treats every candidate as unvoted when no lookup is given. */
+typedef double (*lens_vote_fn)(void *ctx, const uint8_t hash[STEMEDB_HASH_LEN]);
+
 struct lens_params {
 	uint64_t reference_time; /* Unix seconds that ages are measured from: as_of or now */
 	bool decay;              /* false turns decay off */
 	double tolerance;        /* relative tolerance for grouping numbers; 0 = exact */
 	lens_trust_fn trust;     /* NULL: every agent has trust 0.5 */
 	void *trust_ctx;
+	lens_vote_fn votes; /* NULL: no candidate has votes */
+	void *votes_ctx;
 };
 
 /* Half-life in days of a source class; 0 means the class never decays. */

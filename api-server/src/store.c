@@ -66,11 +66,23 @@ struct store {
 
 /* Puts are buffered as (column family u8, key length u32, key, value length u32, value)
  * because store_batch_new has no store, and so no column family handles, to write to. */
+/* An assertion envelope that a co-signature in the batch has rewritten, so that a later
+ * co-signature of the same assertion in the same batch builds on it. */
+struct batch_envelope {
+	uint8_t hash[STEMEDB_HASH_LEN];
+	struct buf envelope;
+};
+
 struct store_batch {
 	struct buf ops;
 	bool has_cursor;
 	uint64_t cursor;
+	struct batch_envelope *rewritten;
+	size_t rewritten_count;
+	size_t rewritten_cap;
 };
+
+static void batch_forget_rewritten(struct store_batch *b);
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -603,6 +615,8 @@ void store_batch_free(struct store_batch *b)
 		return;
 	}
 	buf_free(&b->ops);
+	batch_forget_rewritten(b);
+	free(b->rewritten);
 	free(b);
 }
 
@@ -611,6 +625,7 @@ void store_batch_clear(struct store_batch *b)
 	buf_reset(&b->ops);
 	b->has_cursor = false;
 	b->cursor = 0;
+	batch_forget_rewritten(b);
 }
 
 static void batch_put(struct store_batch *b, enum store_cf cf, const void *key, size_t key_len,
@@ -1271,8 +1286,117 @@ enum store_result store_get_record(struct store *s, uint8_t type,
 	return rc;
 }
 
-void store_batch_put_record(struct store_batch *b, const uint8_t id[STEMEDB_HASH_LEN],
-                            const struct record *r, const uint8_t *envelope, size_t envelope_len)
+static void batch_forget_rewritten(struct store_batch *b)
+{
+	for (size_t i = 0; i < b->rewritten_count; i++)
+		buf_free(&b->rewritten[i].envelope);
+	b->rewritten_count = 0;
+}
+
+/* Returns the envelope of hash that this batch rewrote last, or NULL. */
+static struct batch_envelope *batch_find_rewritten(struct store_batch *b,
+                                                   const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	for (size_t i = b->rewritten_count; i > 0; i--) {
+		if (memcmp(b->rewritten[i - 1].hash, hash, STEMEDB_HASH_LEN) == 0)
+			return &b->rewritten[i - 1];
+	}
+	return NULL;
+}
+
+static void batch_remember_rewritten(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                                     const struct buf *envelope)
+{
+	struct batch_envelope *e = batch_find_rewritten(b, hash);
+
+	if (e == NULL) {
+		if (b->rewritten_count == b->rewritten_cap) {
+			b->rewritten_cap = b->rewritten_cap ? 2 * b->rewritten_cap : 8;
+			b->rewritten =
+			        realloc(b->rewritten, b->rewritten_cap * sizeof(*b->rewritten));
+			if (b->rewritten == NULL)
+				abort();
+		}
+		e = &b->rewritten[b->rewritten_count++];
+		memcpy(e->hash, hash, STEMEDB_HASH_LEN);
+		buf_init(&e->envelope);
+	}
+	buf_reset(&e->envelope);
+	buf_append(&e->envelope, envelope->data, envelope->len);
+}
+
+/* Loads the current envelope of an assertion: the batch's rewrite if any, else the store's. */
+static bool load_current_envelope(struct store *s, struct store_batch *b,
+                                  const uint8_t hash[STEMEDB_HASH_LEN], struct assertion *a,
+                                  struct hlc_stamp *hlc)
+{
+	struct batch_envelope *e = batch_find_rewritten(b, hash);
+	struct buf stored;
+	bool ok;
+
+	if (e != NULL)
+		return assertion_decode_envelope(e->envelope.data, e->envelope.len, a, hlc);
+
+	buf_init(&stored);
+	ok = store_get_envelope(s, hash, &stored) == STORE_OK &&
+	     assertion_decode_envelope(stored.data, stored.len, a, hlc);
+	buf_free(&stored);
+	return ok;
+}
+
+static bool assertion_has_signer(const struct assertion *a,
+                                 const uint8_t agent[STEMEDB_AGENT_ID_LEN])
+{
+	for (size_t i = 0; i < a->signature_count; i++) {
+		if (memcmp(a->signatures[i].agent_id, agent, STEMEDB_AGENT_ID_LEN) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Adds the co-signature to the stored assertion: its envelope gets one more signature
+ * (the hash does not cover signatures) and its sp_index value is recomputed from the
+ * new signer list, under the same key. A signer that is present already, or a full
+ * signer list, leaves both unchanged, so applying the record twice changes nothing. */
+static void batch_put_cosignature(struct store *s, struct store_batch *b, const struct record *r)
+{
+	const struct cosignature *cs = &r->u.cosignature;
+	struct assertion a;
+	struct hlc_stamp hlc;
+	struct signature *sig;
+	struct buf envelope;
+
+	assertion_init(&a);
+	buf_init(&envelope);
+	if (!load_current_envelope(s, b, cs->assertion_hash, &a, &hlc)) {
+		log_error("co-signature of assertion %02x%02x... in %s: the assertion is missing or "
+		          "unreadable, so only the record is stored",
+		          cs->assertion_hash[0], cs->assertion_hash[1], s->path);
+		goto done;
+	}
+	if (assertion_has_signer(&a, cs->agent_id) || a.signature_count >= STEMEDB_SIGNATURES_MAX)
+		goto done;
+
+	sig = &a.signatures[a.signature_count++];
+	memcpy(sig->agent_id, cs->agent_id, STEMEDB_AGENT_ID_LEN);
+	memcpy(sig->signature, r->signers[0].signature, STEMEDB_SIGNATURE_LEN);
+	sig->timestamp = cs->timestamp;
+	if (!assertion_encode_envelope(&a, &hlc, &envelope))
+		goto done;
+
+	/* Rewrites the envelope and the sp_index entry and adds the co-signer's agent view
+	 * key; the other view keys are written again unchanged. */
+	store_batch_put_assertion(b, cs->assertion_hash, &a, &hlc, envelope.data, envelope.len);
+	batch_remember_rewritten(b, cs->assertion_hash, &envelope);
+
+done:
+	buf_free(&envelope);
+	assertion_free(&a);
+}
+
+void store_batch_put_record(struct store *s, struct store_batch *b,
+                            const uint8_t id[STEMEDB_HASH_LEN], const struct record *r,
+                            const uint8_t *envelope, size_t envelope_len)
 {
 	uint8_t key[1 + STEMEDB_HASH_LEN];
 	uint8_t vote_key[STORE_VOTE_KEY_LEN];
@@ -1280,6 +1404,8 @@ void store_batch_put_record(struct store_batch *b, const uint8_t id[STEMEDB_HASH
 
 	record_key(r->type, id, key);
 	batch_put(b, CF_RECORDS, key, sizeof(key), envelope, envelope_len);
+	if (r->type == STEMEDB_RECORD_COSIGNATURE)
+		batch_put_cosignature(s, b, r);
 	if (r->type != STEMEDB_RECORD_VOTE)
 		return;
 

@@ -149,10 +149,13 @@ enum store_result store_has_record(struct store *s, uint8_t type,
 enum store_result store_get_record(struct store *s, uint8_t type,
                                    const uint8_t id[STEMEDB_HASH_LEN], struct record *r,
                                    struct hlc_stamp *hlc);
-/* Puts the record envelope and, for a vote, its key in the votes column family. */
-void store_batch_put_record(struct store_batch *b, const uint8_t id[STEMEDB_HASH_LEN],
-                            const struct record *r, const uint8_t *envelope,
-                            size_t envelope_len);
+/* Puts the record envelope and, for a vote, its key in the votes column family. A
+ * co-signature also adds its signature to the stored assertion's envelope and sp_index
+ * entry (read from s, or from an earlier co-signature in the same batch), so the
+ * assertion must be stored before the batch that carries the co-signature. */
+void store_batch_put_record(struct store *s, struct store_batch *b,
+                            const uint8_t id[STEMEDB_HASH_LEN], const struct record *r,
+                            const uint8_t *envelope, size_t envelope_len);
 
 /* The counted vote of one voter on an assertion: the latest by timestamp, then by the
  * larger vote id. superseded counts that voter's earlier votes. */

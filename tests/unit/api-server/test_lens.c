@@ -782,7 +782,7 @@ static void test_lens_parse_spellings(void **state)
 	        {"Authority", LENS_AUTHORITY},
 	        {"TrustAwareAuthority", LENS_AUTHORITY},
 	};
-	const char *rejected[] = {"", "RECENCY", "vote", "recency ", "skeptic"};
+	const char *rejected[] = {"", "RECENCY", "votes", "recency ", "skeptic"};
 	enum lens_kind kind;
 
 	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {

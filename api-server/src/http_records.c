@@ -1,0 +1,363 @@
+/* Endpoints of the signed records other than assertions: votes, co-signatures, epochs,
+ * sources and aliases. Every write goes through the commit pipeline like an assertion,
+ * so a 201 or 200 reply means the record is durable and applied. */
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_handlers.h"
+#include "http_records.h"
+#include "http_util.h"
+#include "stemedb/hex.h"
+#include "stemedb/record_json.h"
+
+/* Type-specific checks against stored data before a record is submitted. Each replies
+ * and returns false when the record must not be written. */
+typedef bool (*record_check_fn)(struct http_call *call, const struct record *r);
+
+struct record_write {
+	struct http_call *call;
+	struct record record;
+	struct commit_request request;
+};
+
+static void reply_codec_error(struct http_call *call, const struct codec_error *e)
+{
+	int status = strcmp(e->code, "out_of_range") == 0 ? 422 : 400;
+
+	http_reply_error(call, status, e->code, e->field, "%s", e->message);
+}
+
+/* Replies 422 when a signer does not verify; returns true when all do. */
+static bool check_record_signers(struct http_call *call, const struct record *r,
+                                 const uint8_t id[STEMEDB_HASH_LEN])
+{
+	/* Votes and co-signatures carry one "signature" field, the others an array. */
+	bool one_signer = r->type == STEMEDB_RECORD_VOTE || r->type == STEMEDB_RECORD_COSIGNATURE;
+	const char *single_field = one_signer ? "signature" : NULL;
+	char field[48];
+	size_t bad = 0;
+
+	switch (record_verify(r, id, &bad)) {
+	case RECORD_VALID:
+		return true;
+	case RECORD_UNSIGNED:
+		http_reply_error(call, 422, "missing_signature",
+		                 single_field ? single_field : "signatures",
+		                 "The %s record has no signature; sign it as docs/formats.md "
+		                 "describes.",
+		                 record_type_name(r->type));
+		return false;
+	case RECORD_DUPLICATE:
+		snprintf(field, sizeof(field), "signatures[%zu].agent_id", bad);
+		http_reply_error(call, 422, "duplicate_signer", field,
+		                 "Signature %zu repeats an agent that signed already; keep one "
+		                 "signature per agent.",
+		                 bad);
+		return false;
+	case RECORD_WRONG_SIGNER:
+		http_reply_error(call, 422, "invalid_signature",
+		                 single_field ? single_field : "signatures",
+		                 "The %s record must be signed by the agent it names.",
+		                 record_type_name(r->type));
+		return false;
+	case RECORD_BAD_SIGNATURE:
+	default:
+		if (single_field == NULL)
+			snprintf(field, sizeof(field), "signatures[%zu].signature", bad);
+		http_reply_error(call, 422, "invalid_signature",
+		                 single_field ? single_field : field,
+		                 "Signature %zu does not verify over the %s record; sign "
+		                 "\"stemedb-%s-v1\" || id with the agent's key (a co-signature "
+		                 "signs the assertion message).",
+		                 bad, record_type_name(r->type), record_type_name(r->type));
+		return false;
+	}
+}
+
+static void finish_record_write(struct http_call *call)
+{
+	struct record_write *w = call->work;
+	struct commit_pipeline *p = atomic_load(&call->state->pipeline);
+	char id_hex[2 * STEMEDB_HASH_LEN + 1];
+	bool wal_failed = p != NULL && !commit_healthy(p);
+
+	hex_encode(w->request.hash, STEMEDB_HASH_LEN, id_hex);
+	switch (w->request.status) {
+	case COMMIT_CREATED:
+	case COMMIT_EXISTS:
+		http_reply_json(
+		        call, w->request.status == COMMIT_CREATED ? 201 : 200,
+		        json_pack("{s:s, s:s, s:s}", "id", id_hex, "type",
+		                  record_type_name(w->record.type), "status",
+		                  w->request.status == COMMIT_CREATED ? "created" : "exists"));
+		break;
+	case COMMIT_FAILED:
+	default:
+		http_reply_error(call, wal_failed ? 503 : 500,
+		                 wal_failed ? "unavailable" : "internal_error", NULL,
+		                 "The %s record %s was not stored because %s; see the server log "
+		                 "and retry.",
+		                 record_type_name(w->record.type), id_hex,
+		                 wal_failed ? "the WAL failed" : "the write failed");
+		break;
+	}
+	record_free(&w->record);
+	free(w);
+}
+
+static void on_record_committed(struct commit_request *request)
+{
+	struct record_write *w = request->owner;
+
+	http_call_resume(w->call);
+}
+
+/* Parses, checks and submits one record of the given type from body. Takes body. */
+static void submit_record(struct http_call *call, struct commit_pipeline *p, json_t *body,
+                          uint8_t type, record_check_fn check)
+{
+	struct record_write *w = calloc(1, sizeof(*w));
+	struct codec_error e;
+
+	if (w == NULL)
+		abort();
+	record_init(&w->record, type);
+	memset(&e, 0, sizeof(e));
+	if (!json_is_object(body)) {
+		http_reply_error(call, 400, "invalid_field", NULL,
+		                 "The body is not a JSON object; send the %s fields as docs/api.md "
+		                 "lists them.",
+		                 record_type_name(type));
+		goto fail;
+	}
+	if (!record_from_json(body, true, &w->record, &e)) {
+		reply_codec_error(call, &e);
+		goto fail;
+	}
+	if (!record_id(&w->record, w->request.hash)) {
+		http_reply_error(call, 422, "out_of_range", NULL,
+		                 "The %s record cannot be encoded; check the field lengths.",
+		                 record_type_name(type));
+		goto fail;
+	}
+	if (!check_record_signers(call, &w->record, w->request.hash) ||
+	    (check != NULL && !check(call, &w->record)))
+		goto fail;
+
+	json_decref(body);
+	w->call = call;
+	w->request.record = &w->record;
+	w->request.on_complete = on_record_committed;
+	w->request.owner = w;
+	call->on_resume = finish_record_write;
+	call->work = w;
+	commit_submit(p, &w->request);
+	return;
+
+fail:
+	json_decref(body);
+	record_free(&w->record);
+	free(w);
+}
+
+/* Reads the parameter between prefix and suffix of the path as a 32-byte hex id. */
+static bool path_hash(struct http_call *call, const char *prefix, const char *suffix,
+                      const char *name, uint8_t out[STEMEDB_HASH_LEN])
+{
+	const char *text = call->path + strlen(prefix);
+	size_t len = strlen(text) - (suffix != NULL ? strlen(suffix) : 0);
+
+	if (!hex_decode(text, len, out, STEMEDB_HASH_LEN)) {
+		http_reply_error(call, 400, "invalid_parameter", name,
+		                 "'%.*s' is not a %s; give 64 hex characters.",
+		                 (int)(len > 100 ? 100 : len), text, name);
+		return false;
+	}
+	return true;
+}
+
+/* Replies 404 (or 500) and returns false unless the assertion is stored. */
+static bool require_assertion(struct http_call *call, const uint8_t hash[STEMEDB_HASH_LEN],
+                              const char *field)
+{
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+	enum store_result rc = store_has_assertion(call->state->store, hash);
+
+	hex_encode(hash, STEMEDB_HASH_LEN, hex);
+	if (rc == STORE_NOT_FOUND)
+		http_reply_error(call, 404, "assertion_not_found", field,
+		                 "No assertion has hash %s on this node; store it first or check "
+		                 "the hash.",
+		                 hex);
+	else if (rc != STORE_OK)
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Reading assertion %s failed; see the server log.", hex);
+	return rc == STORE_OK;
+}
+
+/* ---- votes ---- */
+
+static bool check_vote(struct http_call *call, const struct record *r)
+{
+	return require_assertion(call, r->u.vote.assertion_hash, "assertion_hash");
+}
+
+void http_handle_vote(struct http_call *call)
+{
+	struct commit_pipeline *p = http_require_ready(call);
+	json_t *body;
+
+	if (p == NULL || !http_query_reject_any(call))
+		return;
+	body = http_read_json_body(call, call->state->config->max_body_bytes);
+	if (body != NULL)
+		submit_record(call, p, body, STEMEDB_RECORD_VOTE, check_vote);
+}
+
+struct vote_listing {
+	json_t *votes;
+	int64_t weight_sum_micro;
+};
+
+static bool list_vote(void *ctx, const struct store_vote *vote)
+{
+	struct vote_listing *l = ctx;
+	char voter[2 * STEMEDB_AGENT_ID_LEN + 1];
+	char id[2 * STEMEDB_HASH_LEN + 1];
+
+	hex_encode(vote->voter, STEMEDB_AGENT_ID_LEN, voter);
+	hex_encode(vote->id, STEMEDB_HASH_LEN, id);
+	l->weight_sum_micro += vote->weight_micro;
+	json_array_append_new(l->votes,
+	                      json_pack("{s:s, s:f, s:I, s:s, s:I}", "voter", voter, "weight",
+	                                (double)vote->weight_micro / 1e6, "timestamp",
+	                                (json_int_t)vote->timestamp, "id", id, "superseded_votes",
+	                                (json_int_t)vote->superseded));
+	return true;
+}
+
+void http_handle_assertion_votes(struct http_call *call)
+{
+	uint8_t hash[STEMEDB_HASH_LEN];
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+	struct vote_listing l = {json_array(), 0};
+
+	if (http_require_ready(call) == NULL || !http_query_reject_any(call) ||
+	    !path_hash(call, "/v1/assertions/", "/votes", "hash", hash) ||
+	    !require_assertion(call, hash, "hash"))
+		goto done;
+
+	if (store_scan_votes(call->state->store, hash, list_vote, &l) != STORE_OK) {
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Reading the votes of an assertion failed; see the server log.");
+		goto done;
+	}
+	hex_encode(hash, STEMEDB_HASH_LEN, hex);
+	http_reply_json(call, 200,
+	                json_pack("{s:s, s:I, s:f, s:O}", "assertion_hash", hex, "count",
+	                          (json_int_t)json_array_size(l.votes), "weight_sum",
+	                          (double)l.weight_sum_micro / 1e6, "votes", l.votes));
+
+done:
+	json_decref(l.votes);
+}
+
+static bool add_vote_weight(void *ctx, const struct store_vote *vote)
+{
+	int64_t *sum = ctx;
+
+	*sum += vote->weight_micro;
+	return true;
+}
+
+double http_records_vote_sum(void *ctx, const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	int64_t sum = 0;
+
+	/* A read error counts as no votes; store_scan_votes has logged it. */
+	if (store_scan_votes(ctx, hash, add_vote_weight, &sum) != STORE_OK)
+		return 0.0;
+	return (double)sum / 1e6;
+}
+
+/* ---- co-signatures ---- */
+
+/* The assertion must exist, must not be signed by the agent already, and must have a
+ * free signer slot. An identical co-signature record passes, so that it gets 200. */
+static bool check_cosignature(struct http_call *call, const struct record *r)
+{
+	const struct cosignature *cs = &r->u.cosignature;
+	uint8_t id[STEMEDB_HASH_LEN];
+	char agent[2 * STEMEDB_AGENT_ID_LEN + 1];
+	struct hlc_stamp hlc;
+	struct assertion a;
+	bool ok = false;
+
+	if (!require_assertion(call, cs->assertion_hash, "assertion_hash"))
+		return false;
+	if (record_id(r, id) && store_has_record(call->state->store, r->type, id) == STORE_OK)
+		return true;
+
+	assertion_init(&a);
+	hex_encode(cs->agent_id, STEMEDB_AGENT_ID_LEN, agent);
+	if (store_get_assertion(call->state->store, cs->assertion_hash, &a, &hlc) != STORE_OK) {
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Reading the co-signed assertion failed; see the server log.");
+		goto done;
+	}
+	for (size_t i = 0; i < a.signature_count; i++) {
+		if (memcmp(a.signatures[i].agent_id, cs->agent_id, STEMEDB_AGENT_ID_LEN) == 0) {
+			http_reply_error(call, 409, "already_signed", "agent_id",
+			                 "Agent %s has signed this assertion already; each agent "
+			                 "signs an assertion once.",
+			                 agent);
+			goto done;
+		}
+	}
+	if (a.signature_count >= STEMEDB_SIGNATURES_MAX) {
+		http_reply_error(call, 409, "too_many_signatures", NULL,
+		                 "The assertion has %d signatures, the maximum; it takes no more.",
+		                 STEMEDB_SIGNATURES_MAX);
+		goto done;
+	}
+	ok = true;
+
+done:
+	assertion_free(&a);
+	return ok;
+}
+
+void http_handle_cosign(struct http_call *call)
+{
+	struct commit_pipeline *p = http_require_ready(call);
+	uint8_t hash[STEMEDB_HASH_LEN];
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+	json_t *body;
+	const json_t *body_hash;
+
+	if (p == NULL || !http_query_reject_any(call) ||
+	    !path_hash(call, "/v1/assertions/", "/signatures", "hash", hash))
+		return;
+	body = http_read_json_body(call, call->state->config->max_body_bytes);
+	if (body == NULL)
+		return;
+
+	/* The path names the assertion; a body field may repeat it but not contradict it. */
+	hex_encode(hash, STEMEDB_HASH_LEN, hex);
+	body_hash = json_is_object(body) ? json_object_get(body, "assertion_hash") : NULL;
+	if (body_hash != NULL &&
+	    !(json_is_string(body_hash) && strcmp(json_string_value(body_hash), hex) == 0)) {
+		json_decref(body);
+		http_reply_error(call, 400, "invalid_field", "assertion_hash",
+		                 "assertion_hash does not match the hash in the path (%s); omit it "
+		                 "or send the same value.",
+		                 hex);
+		return;
+	}
+	if (json_is_object(body))
+		json_object_set_new(body, "assertion_hash", json_string(hex));
+	submit_record(call, p, body, STEMEDB_RECORD_COSIGNATURE, check_cosignature);
+}

@@ -1,0 +1,285 @@
+"""Votes, co-signatures, epochs, sources and aliases against a real node."""
+
+import pytest
+
+import stemedb_records
+from claims import BASE_TIME, agent_id, boolean, expected_hash, seed, signed, text
+
+
+def store(node, assertion):
+    response = node.post("/v1/assert", json=assertion)
+    assert response.status_code in (200, 201), response.text
+    return expected_hash(assertion)
+
+
+def vote(node, voter, assertion_hash, weight, timestamp=BASE_TIME):
+    body = stemedb_records.make_vote(seed(voter), assertion_hash, weight, timestamp)
+    return node.post("/v1/vote", json=body)
+
+
+def votes_of(node, assertion_hash):
+    response = node.get(f"/v1/assertions/{assertion_hash}/votes")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def query(node, subject, predicate, **params):
+    response = node.get("/v1/query", params={"subject": subject, "predicate": predicate, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_error(response, status, code, field=None):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    if field is not None:
+        assert error.get("field") == field, error
+
+
+# ---- votes ----
+
+
+def test_vote_created_then_exists(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    body = stemedb_records.make_vote(seed(2), target, 0.5, BASE_TIME)
+    expected_id = stemedb_records.record_id("vote", body).hex()
+
+    first = shared_node.post("/v1/vote", json=body)
+    again = shared_node.post("/v1/vote", json=body)
+
+    assert first.status_code == 201, first.text
+    assert first.json() == {"id": expected_id, "type": "vote", "status": "created"}, first.json()
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "exists", again.json()
+
+
+def test_votes_latest_per_voter_counts(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    assert vote(shared_node, 2, target, 1.0, BASE_TIME).status_code == 201
+    assert vote(shared_node, 2, target, -0.25, BASE_TIME + 10).status_code == 201
+    assert vote(shared_node, 3, target, 0.5, BASE_TIME + 5).status_code == 201
+
+    body = votes_of(shared_node, target)
+
+    assert body["count"] == 2, body
+    assert body["weight_sum"] == pytest.approx(0.25), body
+    by_voter = {v["voter"]: v for v in body["votes"]}
+    assert by_voter[agent_id(2)]["weight"] == pytest.approx(-0.25), by_voter
+    assert by_voter[agent_id(2)]["superseded_votes"] == 1, by_voter
+    assert by_voter[agent_id(3)]["weight"] == pytest.approx(0.5), by_voter
+
+
+def test_votes_of_unvoted_assertion_empty(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+
+    body = votes_of(shared_node, target)
+
+    assert body == {"assertion_hash": target, "count": 0, "weight_sum": 0.0, "votes": []}, body
+
+
+def test_vote_on_missing_assertion_404(shared_node):
+    response = vote(shared_node, 2, "ab" * 32, 1.0)
+
+    assert_error(response, 404, "assertion_not_found", "assertion_hash")
+
+
+@pytest.mark.parametrize("change, status, code, field", [
+    ({"weight": 1.5}, 422, "out_of_range", "weight"),
+    ({"weight": "high"}, 400, "invalid_field", "weight"),
+    ({"voter": "zz"}, 400, "invalid_field", "voter"),
+    ({"assertion_hash": None}, 400, "missing_field", "assertion_hash"),
+    ({"extra": 1}, 400, "unknown_field", "extra"),
+    ({"timestamp": -5}, 400, "invalid_field", "timestamp"),
+])
+def test_vote_hostile_fields(shared_node, subject, change, status, code, field):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    body = stemedb_records.make_vote(seed(2), target, 0.5, BASE_TIME)
+    body.update(change)
+    body = {k: v for k, v in body.items() if v is not None}
+
+    assert_error(shared_node.post("/v1/vote", json=body), status, code, field)
+
+
+def test_vote_bad_signature_422(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    body = stemedb_records.make_vote(seed(2), target, 0.5, BASE_TIME)
+    body["weight"] = 0.6  # the signature covers 0.5
+
+    assert_error(shared_node.post("/v1/vote", json=body), 422, "invalid_signature", "signature")
+
+
+def test_vote_signed_by_other_agent_422(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    body = stemedb_records.make_vote(seed(2), target, 0.5, BASE_TIME)
+    body["voter"] = agent_id(3)
+    body["signature"] = stemedb_records.sign("vote", body, seed(2))["signature"]
+
+    response = shared_node.post("/v1/vote", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_signature", response.text
+
+
+def test_vote_hostile_transport(shared_node):
+    not_json = shared_node.raw_request("POST", "/v1/vote", body=b"{not json",
+                                       headers={"Content-Type": "application/json"})
+    wrong_type = shared_node.raw_request("POST", "/v1/vote", body=b"{}",
+                                         headers={"Content-Type": "text/plain"})
+    array = shared_node.post("/v1/vote", json=[1, 2])
+    get = shared_node.get("/v1/vote")
+
+    assert not_json[0] == 400, not_json
+    assert wrong_type[0] == 415, wrong_type
+    assert_error(array, 400, "invalid_json")
+    assert get.status_code == 405, get.text
+
+
+def test_votes_endpoint_hostile_hash(shared_node):
+    bad = shared_node.get("/v1/assertions/xyz/votes")
+    missing = shared_node.get(f"/v1/assertions/{'cd' * 32}/votes")
+    post = shared_node.post(f"/v1/assertions/{'cd' * 32}/votes", json={})
+
+    assert_error(bad, 400, "invalid_parameter", "hash")
+    assert_error(missing, 404, "assertion_not_found", "hash")
+    assert post.status_code == 405, post.text
+
+
+def test_vote_lens_picks_most_voted_claim(shared_node, subject):
+    newer = store(shared_node, signed(1, subject, "p", text("newer"), timestamp=BASE_TIME + 100))
+    older = store(shared_node, signed(2, subject, "p", text("older"), timestamp=BASE_TIME))
+    for voter in (3, 4):
+        assert vote(shared_node, voter, older, 1.0).status_code == 201
+    assert vote(shared_node, 5, newer, 0.5).status_code == 201
+    assert vote(shared_node, 6, newer, -1.0).status_code == 201
+
+    body = query(shared_node, subject, "p", lens="vote")
+
+    assert body["lens"] == "vote", body
+    assert body["winner"]["hash"] == older, body["winner"]
+    # 2.0 / (2.0 + 0): the other claim's sum is negative and adds nothing.
+    assert body["confidence"] == pytest.approx(1.0), body
+
+
+def test_vote_lens_tie_goes_to_newest(shared_node, subject):
+    newer = store(shared_node, signed(1, subject, "p", text("newer"), timestamp=BASE_TIME + 100))
+    older = store(shared_node, signed(2, subject, "p", text("older"), timestamp=BASE_TIME))
+    assert vote(shared_node, 3, older, 0.5).status_code == 201
+    assert vote(shared_node, 4, newer, 0.5).status_code == 201
+
+    body = query(shared_node, subject, "p", lens="vote")
+
+    assert body["winner"]["hash"] == newer, body["winner"]
+    assert body["confidence"] == pytest.approx(0.5), body
+
+
+def test_vote_lens_without_votes_confidence_zero(shared_node, subject):
+    newest = store(shared_node, signed(1, subject, "p", text("b"), timestamp=BASE_TIME + 1))
+    store(shared_node, signed(2, subject, "p", text("a"), timestamp=BASE_TIME))
+
+    body = query(shared_node, subject, "p", lens="vote")
+
+    assert body["winner"]["hash"] == newest, body["winner"]
+    assert body["confidence"] == 0.0, body
+
+
+# ---- co-signatures ----
+
+
+def test_cosignature_adds_signer_and_keeps_hash(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    body = stemedb_records.make_cosignature(seed(2), target, BASE_TIME + 5)
+
+    first = shared_node.post(f"/v1/assertions/{target}/signatures", json=body)
+    again = shared_node.post(f"/v1/assertions/{target}/signatures", json=body)
+    stored = shared_node.get(f"/v1/assertions/{target}").json()
+
+    assert first.status_code == 201, first.text
+    assert first.json()["type"] == "cosignature", first.json()
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "exists", again.json()
+    assert stored["hash"] == target, stored
+    signers = [s["agent_id"] for s in stored["signatures"]]
+    assert signers == [agent_id(1), agent_id(2)], signers
+
+
+def test_cosignature_by_existing_signer_409(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    body = stemedb_records.make_cosignature(seed(1), target, BASE_TIME + 5)
+
+    response = shared_node.post(f"/v1/assertions/{target}/signatures", json=body)
+
+    assert_error(response, 409, "already_signed", "agent_id")
+
+
+def test_cosignature_second_time_other_timestamp_409(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    first = stemedb_records.make_cosignature(seed(2), target, BASE_TIME + 5)
+    second = stemedb_records.make_cosignature(seed(2), target, BASE_TIME + 6)
+
+    assert shared_node.post(f"/v1/assertions/{target}/signatures", json=first).status_code == 201
+    response = shared_node.post(f"/v1/assertions/{target}/signatures", json=second)
+
+    assert_error(response, 409, "already_signed", "agent_id")
+
+
+def test_cosignature_hostile_input(shared_node, subject):
+    target = store(shared_node, signed(1, subject, "p", text("a")))
+    good = stemedb_records.make_cosignature(seed(2), target, BASE_TIME + 5)
+    forged = dict(good, timestamp=BASE_TIME + 6)
+    other_hash = dict(good, assertion_hash="00" * 32)
+    path = f"/v1/assertions/{target}/signatures"
+
+    assert_error(shared_node.post(path, json=forged), 422, "invalid_signature", "signature")
+    assert_error(shared_node.post(path, json=other_hash), 400, "invalid_field", "assertion_hash")
+    assert_error(shared_node.post(path, json={"agent_id": agent_id(2)}), 400, "missing_field")
+    assert_error(shared_node.post("/v1/assertions/nothex/signatures", json=good), 400,
+                 "invalid_parameter", "hash")
+    assert_error(shared_node.post(f"/v1/assertions/{'ee' * 32}/signatures",
+                                  json=stemedb_records.make_cosignature(seed(2), "ee" * 32)),
+                 404, "assertion_not_found", "assertion_hash")
+    assert shared_node.get(path).status_code == 405
+
+
+def test_cosignatures_raise_authority_weight(shared_node, subject):
+    single = store(shared_node, signed(1, subject, "p", boolean(False), confidence=0.9,
+                                       source_class="clinical", timestamp=BASE_TIME + 10))
+    target = store(shared_node, signed(2, subject, "p", boolean(True), confidence=0.9,
+                                       source_class="clinical"))
+    for agent in (3, 4, 5):
+        body = stemedb_records.make_cosignature(seed(agent), target, BASE_TIME + agent)
+        response = shared_node.post(f"/v1/assertions/{target}/signatures", json=body)
+        assert response.status_code == 201, response.text
+
+    body = query(shared_node, subject, "p", lens="authority", decay="false")
+    scores = {c["hash"]: c["score"] for c in body["candidates"]}
+
+    assert body["winner"]["hash"] == target, body["winner"]
+    assert scores[target] > 2 * scores[single], scores
+
+
+# ---- durability ----
+
+
+def test_records_survive_kill_and_replay_once(fresh_node, subject):
+    fresh_node.start()
+    target = store(fresh_node, signed(1, subject, "p", text("a")))
+    assert vote(fresh_node, 2, target, 0.75).status_code == 201
+    assert vote(fresh_node, 3, target, -0.25).status_code == 201
+    cosign = stemedb_records.make_cosignature(seed(4), target, BASE_TIME + 1)
+    assert fresh_node.post(f"/v1/assertions/{target}/signatures", json=cosign).status_code == 201
+
+    fresh_node.kill()
+    fresh_node.start()
+    after_kill = votes_of(fresh_node, target)
+    signers = [s["agent_id"] for s in fresh_node.get(f"/v1/assertions/{target}").json()["signatures"]]
+    fresh_node.stop()
+    fresh_node.start()
+    after_restart = votes_of(fresh_node, target)
+    again = vote(fresh_node, 2, target, 0.75)
+
+    assert after_kill["count"] == 2, after_kill
+    assert after_kill["weight_sum"] == pytest.approx(0.5), after_kill
+    assert signers == [agent_id(1), agent_id(4)], signers
+    assert after_restart == after_kill, after_restart
+    assert again.status_code == 200, again.text
