@@ -144,8 +144,19 @@ static bool call_checkpoint(const char *socket, const char *target, struct check
 	char err[1024];
 	enum ipc_result r;
 
-	r = ipc_call_create_checkpoint(client, target, IPC_DEADLINE_SLOW_MS, &reply, err,
-	                               sizeof(err));
+	/* A quick readiness call first, so that a stopped node fails the backup at once
+	 * instead of after the checkpoint's long deadline of retries. */
+	r = ipc_call_ready(client, IPC_DEADLINE_QUICK_MS, &reply, err, sizeof(err));
+	if (r == IPC_OK && !reply->ready_response->ready) {
+		snprintf(err, sizeof(err), "stemedb-api is not ready (%s)",
+		         reply->ready_response->status);
+		r = IPC_ERR_REMOTE;
+	}
+	ipc_envelope_free(reply);
+	reply = NULL;
+	if (r == IPC_OK)
+		r = ipc_call_create_checkpoint(client, target, IPC_DEADLINE_SLOW_MS, &reply, err,
+		                               sizeof(err));
 	if (r == IPC_OK) {
 		const Stemedb__Ipc__V1__CreateCheckpointResponse *c =
 		        reply->create_checkpoint_response;
