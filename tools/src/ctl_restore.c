@@ -256,9 +256,12 @@ static bool on_chain_record(void *arg, uint64_t offset, uint64_t next_offset, ui
 	uint64_t wall;
 
 	(void)next_offset;
+	(void)type;
 	if (offset < c->cursor)
 		return true;
-	if (type == STEMEDB_RECORD_ASSERTION && payload_len >= 28) {
+	/* Every record type logged so far (assertions, votes, epochs, co-signatures,
+	 * sources, aliases) ends with its HLC stamp: wall_ms u64, logical u32, node id. */
+	if (payload_len >= 28) {
 		wall = load_u64le(payload + payload_len - 28);
 		if (c->options->has_until && wall > c->options->until_ms) {
 			c->cut = true;

@@ -7,6 +7,7 @@
 #include "ctl.h"
 #include "ctl_backup.h"
 #include "stemedb/assertion.h"
+#include "stemedb/records.h"
 #include "stemedb/wal_segment.h"
 
 bool ctl_check_envelope(const uint8_t *payload, size_t len, uint8_t hash[32], uint64_t *wall_ms,
@@ -48,6 +49,37 @@ done:
 	return ok;
 }
 
+/* Decodes a vote, epoch, co-signature, source or alias record and checks its id
+ * and signers. */
+static bool check_signed_record(const uint8_t *payload, size_t len, char *why, size_t why_size)
+{
+	struct record r;
+	struct hlc_stamp hlc;
+	uint8_t id[STEMEDB_HASH_LEN];
+	size_t bad = 0;
+	enum record_check check;
+	bool ok = false;
+
+	record_init(&r, 0);
+	if (!record_decode_envelope(payload, len, &r, &hlc)) {
+		snprintf(why, why_size, "the envelope does not decode");
+		goto done;
+	}
+	if (!record_id(&r, id)) {
+		snprintf(why, why_size, "the canonical bytes cannot be hashed");
+		goto done;
+	}
+	check = record_verify(&r, id, &bad);
+	ok = check == RECORD_VALID;
+	if (!ok)
+		snprintf(why, why_size, "signer %zu fails verification (check %d)", bad,
+		         (int)check);
+
+done:
+	record_free(&r);
+	return ok;
+}
+
 struct record_ctx {
 	const char *segment;
 	uint64_t cursor;
@@ -67,15 +99,17 @@ static bool on_record(void *arg, uint64_t offset, uint64_t next_offset, uint8_t 
 	(void)next_offset;
 	if (offset >= c->cursor)
 		c->summary->records_after_cursor++;
-	if (type != STEMEDB_RECORD_ASSERTION) {
+	if (type != STEMEDB_RECORD_ASSERTION && record_type_name(type) == NULL) {
 		ctl_problem(c->problems, "%s: record at offset %" PRIu64 " has unknown type %u",
 		            c->segment, offset, type);
 		return true;
 	}
 	if (c->check_records &&
-	    !ctl_check_envelope(payload, payload_len, hash, &wall, why, sizeof(why))) {
-		ctl_problem(c->problems, "%s: assertion record at offset %" PRIu64 ": %s",
-		            c->segment, offset, why);
+	    !(type == STEMEDB_RECORD_ASSERTION
+	              ? ctl_check_envelope(payload, payload_len, hash, &wall, why, sizeof(why))
+	              : check_signed_record(payload, payload_len, why, sizeof(why)))) {
+		ctl_problem(c->problems, "%s: record of type %u at offset %" PRIu64 ": %s",
+		            c->segment, type, offset, why);
 		return true;
 	}
 	if (payload_len >= 28 &&
