@@ -27,6 +27,8 @@ void http_handle_query_route(struct http_call *call);
 void http_handle_vote(struct http_call *call);
 void http_handle_assertion_votes(struct http_call *call);
 void http_handle_cosign(struct http_call *call);
+void http_handle_epoch(struct http_call *call);
+void http_handle_epoch_get(struct http_call *call);
 
 /* http_audit.c */
 void http_handle_audit_queries(struct http_call *call);

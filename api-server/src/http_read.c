@@ -85,6 +85,13 @@ static bool read_options(struct http_call *call, const struct http_query *q, str
 		}
 		rp->lens_params.decay = strcmp(p->value, "true") == 0;
 	}
+	if ((p = http_query_get(q, "include_superseded")) != NULL) {
+		if (strcmp(p->value, "true") != 0 && strcmp(p->value, "false") != 0) {
+			reply_bad_param(call, "include_superseded", p->value, "true or false");
+			return false;
+		}
+		rp->include_superseded = strcmp(p->value, "true") == 0;
+	}
 	if ((p = http_query_get(q, "tolerance")) != NULL) {
 		rp->lens_params.tolerance = strtod(p->value, &end);
 		if (p->value[0] == '\0' || *end != '\0' || !isfinite(rp->lens_params.tolerance) ||
@@ -131,7 +138,7 @@ bool http_read_params_parse(struct http_call *call, const struct http_query *q,
 
 /* Scans the candidates and drops those outside the lifecycle and source class
  * filters. Replies 500 and returns false on a storage error. */
-bool http_read_load_candidates(struct http_call *call, const struct read_params *rp,
+bool http_read_load_candidates(struct http_call *call, struct read_params *rp,
                                struct candidate_list *list)
 {
 	size_t kept_count = 0;
@@ -168,7 +175,7 @@ bool http_read_load_candidates(struct http_call *call, const struct read_params 
 		list->items[i].object.text = NULL;
 	}
 	list->count = kept_count;
-	return true;
+	return http_records_filter_superseded(call, rp, list);
 }
 
 /* Writes {"type", "value"} as object_value_to_json builds it. */
@@ -287,15 +294,18 @@ void http_read_write_header(struct json_writer *w, const struct read_params *rp)
 		json_writer_key(w, "as_of");
 		json_writer_uint(w, rp->as_of);
 	}
+	http_records_write_warnings(w, rp);
 	json_writer_key(w, "reference_time");
 	json_writer_uint(w, rp->lens_params.reference_time);
 }
 
 static const char *const read_param_names[] = {
-        "subject",      "predicate", "lens",      "as_of", "lifecycle",
-        "source_class", "decay",     "tolerance", "limit", NULL};
-static const char *const skeptic_param_names[] = {
-        "subject", "predicate", "as_of", "lifecycle", "source_class", "decay", "tolerance", NULL};
+        "subject",   "predicate",          "lens",  "as_of",
+        "lifecycle", "source_class",       "decay", "tolerance",
+        "limit",     "include_superseded", NULL};
+static const char *const skeptic_param_names[] = {"subject",   "predicate",          "as_of",
+                                                  "lifecycle", "source_class",       "decay",
+                                                  "tolerance", "include_superseded", NULL};
 
 static void write_query(struct json_writer *w, const struct read_params *rp,
                         const struct candidate_list *list, const struct lens_result *result)

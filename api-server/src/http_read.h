@@ -14,6 +14,9 @@
 #include "http_util.h"
 #include "lens.h"
 
+#define READ_WARNINGS_MAX 8
+#define READ_WARNING_LEN  200
+
 /* Parameters shared by /v1/query and /v1/skeptic. Strings point into the query. */
 struct read_params {
 	const char *subject;
@@ -30,6 +33,12 @@ struct read_params {
 	uint64_t limit;
 	struct lens_params lens_params;
 	char query_id[AUDIT_ID_HEX_LEN + 1]; /* audit record id; empty when not audited */
+	bool include_superseded; /* keep candidates whose epoch is superseded */
+	/* Set while loading candidates: candidates dropped for a superseded epoch, and the
+	 * fail-open warnings that the reply lists under "warnings". */
+	uint64_t superseded_excluded;
+	size_t warning_count;
+	char warnings[READ_WARNINGS_MAX][READ_WARNING_LEN];
 };
 
 /* Reads subject, predicate, the filters and the lens options from q. Replies 400 and
@@ -49,8 +58,10 @@ void http_read_write_candidate(struct json_writer *w, const struct candidate *c,
                                size_t index);
 
 /* Scans the candidates of rp's (subject, predicate) and drops those outside the
- * lifecycle and source class filters. Replies 500 and returns false on a storage error. */
-bool http_read_load_candidates(struct http_call *call, const struct read_params *rp,
+ * lifecycle and source class filters and, unless rp->include_superseded, those in a
+ * superseded epoch; fail-open warnings go into rp. Replies 500 and returns false on a
+ * storage error. */
+bool http_read_load_candidates(struct http_call *call, struct read_params *rp,
                                struct candidate_list *list);
 
 /* Writes {"type", "value"} as object_value_to_json builds it. */

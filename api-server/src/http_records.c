@@ -361,3 +361,300 @@ void http_handle_cosign(struct http_call *call)
 		json_object_set_new(body, "assertion_hash", json_string(hex));
 	submit_record(call, p, body, STEMEDB_RECORD_COSIGNATURE, check_cosignature);
 }
+
+/* ---- epochs ---- */
+
+/* Maximum number of superseding epochs followed before a chain counts as a cycle. */
+#define EPOCH_CHAIN_MAX 64
+
+void http_handle_epoch(struct http_call *call)
+{
+	struct commit_pipeline *p = http_require_ready(call);
+	json_t *body;
+
+	if (p == NULL || !http_query_reject_any(call))
+		return;
+	body = http_read_json_body(call, call->state->config->max_body_bytes);
+	if (body != NULL)
+		submit_record(call, p, body, STEMEDB_RECORD_EPOCH, NULL);
+}
+
+static bool take_first_superseding(void *ctx, const uint8_t *key, size_t key_len,
+                                   const uint8_t *value, size_t value_len)
+{
+	uint8_t *out = ctx;
+
+	(void)value;
+	(void)value_len;
+	if (key_len == 1 + 2 * STEMEDB_HASH_LEN)
+		memcpy(out, key + 1 + STEMEDB_HASH_LEN, STEMEDB_HASH_LEN);
+	return false;
+}
+
+/* Finds the stored epoch that supersedes epoch; with several, the smallest id. */
+static enum store_result superseding_epoch(struct store *s, const uint8_t epoch[STEMEDB_HASH_LEN],
+                                           uint8_t by[STEMEDB_HASH_LEN])
+{
+	uint8_t prefix[1 + STEMEDB_HASH_LEN];
+	uint8_t none[STEMEDB_HASH_LEN] = {0};
+	struct store_scan scan = {
+	        .family = STORE_INDEX_RECORDS, .prefix = prefix, .prefix_len = sizeof(prefix)};
+
+	prefix[0] = STORE_RECORDS_SUPERSEDED_BY;
+	memcpy(prefix + 1, epoch, STEMEDB_HASH_LEN);
+	memcpy(by, none, STEMEDB_HASH_LEN);
+	if (store_index_scan(s, &scan, take_first_superseding, by) != STORE_OK)
+		return STORE_ERROR;
+	return memcmp(by, none, STEMEDB_HASH_LEN) == 0 ? STORE_NOT_FOUND : STORE_OK;
+}
+
+enum epoch_state { EPOCH_CURRENT = 0, EPOCH_SUPERSEDED, EPOCH_MISSING, EPOCH_CYCLE, EPOCH_FAILED };
+
+/* Follows the superseding epochs from epoch to the end of the chain. */
+static enum epoch_state epoch_state_of(struct store *s, const uint8_t epoch[STEMEDB_HASH_LEN])
+{
+	uint8_t chain[EPOCH_CHAIN_MAX + 1][STEMEDB_HASH_LEN];
+	enum store_result rc = store_has_record(s, STEMEDB_RECORD_EPOCH, epoch);
+
+	if (rc != STORE_OK)
+		return rc == STORE_NOT_FOUND ? EPOCH_MISSING : EPOCH_FAILED;
+
+	memcpy(chain[0], epoch, STEMEDB_HASH_LEN);
+	for (size_t n = 0; n < EPOCH_CHAIN_MAX; n++) {
+		rc = superseding_epoch(s, chain[n], chain[n + 1]);
+		if (rc == STORE_NOT_FOUND)
+			return n == 0 ? EPOCH_CURRENT : EPOCH_SUPERSEDED;
+		if (rc != STORE_OK)
+			return EPOCH_FAILED;
+		for (size_t k = 0; k <= n; k++) {
+			if (memcmp(chain[k], chain[n + 1], STEMEDB_HASH_LEN) == 0)
+				return EPOCH_CYCLE;
+		}
+	}
+	return EPOCH_CYCLE;
+}
+
+static void add_warning(struct read_params *rp, const char *fmt, const char *epoch_hex)
+{
+	if (rp->warning_count < READ_WARNINGS_MAX)
+		snprintf(rp->warnings[rp->warning_count++], READ_WARNING_LEN, fmt, epoch_hex);
+}
+
+/* The state of each distinct epoch among the candidates, looked up once per request. */
+struct epoch_cache {
+	uint8_t (*ids)[STEMEDB_HASH_LEN];
+	enum epoch_state *states;
+	size_t count;
+};
+
+static enum epoch_state cached_state(struct epoch_cache *cache, struct store *s,
+                                     struct read_params *rp, const uint8_t epoch[STEMEDB_HASH_LEN])
+{
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+	enum epoch_state state;
+
+	for (size_t i = 0; i < cache->count; i++) {
+		if (memcmp(cache->ids[i], epoch, STEMEDB_HASH_LEN) == 0)
+			return cache->states[i];
+	}
+
+	state = epoch_state_of(s, epoch);
+	memcpy(cache->ids[cache->count], epoch, STEMEDB_HASH_LEN);
+	cache->states[cache->count++] = state;
+	hex_encode(epoch, STEMEDB_HASH_LEN, hex);
+	if (state == EPOCH_MISSING)
+		add_warning(
+		        rp,
+		        "Epoch %s has no stored record, so its candidates are kept; register it "
+		        "with POST /v1/epoch.",
+		        hex);
+	else if (state == EPOCH_CYCLE)
+		add_warning(rp,
+		            "The supersession chain of epoch %s has a cycle or is longer than 64 "
+		            "epochs, so its candidates are kept.",
+		            hex);
+	return state;
+}
+
+bool http_records_filter_superseded(struct http_call *call, struct read_params *rp,
+                                    struct candidate_list *list)
+{
+	struct epoch_cache cache = {0};
+	size_t kept = 0;
+	bool ok = true;
+
+	cache.ids = malloc((list->count + 1) * sizeof(*cache.ids));
+	cache.states = malloc((list->count + 1) * sizeof(*cache.states));
+	if (cache.ids == NULL || cache.states == NULL)
+		abort();
+
+	/* Dropped candidates are swapped past count so that candidate_list_free frees them. */
+	for (size_t i = 0; i < list->count; i++) {
+		struct candidate *c = &list->items[i];
+		enum epoch_state state =
+		        c->has_epoch ? cached_state(&cache, call->state->store, rp, c->epoch)
+		                     : EPOCH_CURRENT;
+		struct candidate tmp;
+
+		ok = ok && state != EPOCH_FAILED;
+		if (state == EPOCH_SUPERSEDED && !rp->include_superseded) {
+			rp->superseded_excluded++;
+			continue;
+		}
+		tmp = list->items[kept];
+		list->items[kept++] = *c;
+		*c = tmp;
+	}
+	for (size_t i = kept; i < list->count; i++) {
+		free(list->items[i].object.text);
+		list->items[i].object.text = NULL;
+	}
+	list->count = kept;
+	free(cache.ids);
+	free(cache.states);
+
+	if (!ok)
+		http_reply_error(
+		        call, 500, "internal_error", NULL,
+		        "Reading the epochs of the candidates failed; see the server log.");
+	return ok;
+}
+
+void http_records_write_warnings(struct json_writer *w, const struct read_params *rp)
+{
+	if (rp->superseded_excluded > 0) {
+		json_writer_key(w, "superseded_excluded");
+		json_writer_uint(w, rp->superseded_excluded);
+	}
+	if (rp->warning_count == 0)
+		return;
+
+	json_writer_key(w, "warnings");
+	json_writer_array_begin(w);
+	for (size_t i = 0; i < rp->warning_count; i++)
+		json_writer_cstring(w, rp->warnings[i]);
+	json_writer_array_end(w);
+}
+
+static bool list_superseding(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                             size_t value_len)
+{
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+
+	(void)value;
+	(void)value_len;
+	if (key_len == 1 + 2 * STEMEDB_HASH_LEN) {
+		hex_encode(key + 1 + STEMEDB_HASH_LEN, STEMEDB_HASH_LEN, hex);
+		json_array_append_new(ctx, json_string(hex));
+	}
+	return json_array_size(ctx) < 100;
+}
+
+/* Lists the older epochs that epoch supersedes, following "supersedes" links, and marks
+ * the first one that has no stored record or that repeats. */
+static json_t *supersedes_chain(struct store *s, const struct record *start, bool *failed)
+{
+	json_t *chain = json_array();
+	struct record r;
+	uint8_t next[STEMEDB_HASH_LEN];
+	uint8_t seen[EPOCH_CHAIN_MAX][STEMEDB_HASH_LEN];
+	size_t seen_count = 0;
+	bool has_next = start->u.epoch.has_supersedes;
+	char hex[2 * STEMEDB_HASH_LEN + 1];
+
+	memcpy(next, start->u.epoch.supersedes, STEMEDB_HASH_LEN);
+	while (has_next && seen_count < EPOCH_CHAIN_MAX) {
+		struct hlc_stamp hlc;
+		enum store_result rc;
+		bool repeated = false;
+
+		for (size_t k = 0; k < seen_count; k++)
+			repeated = repeated || memcmp(seen[k], next, STEMEDB_HASH_LEN) == 0;
+		hex_encode(next, STEMEDB_HASH_LEN, hex);
+		if (repeated) {
+			json_array_append_new(chain,
+			                      json_pack("{s:s, s:b}", "id", hex, "cycle", 1));
+			break;
+		}
+		memcpy(seen[seen_count++], next, STEMEDB_HASH_LEN);
+
+		record_init(&r, STEMEDB_RECORD_EPOCH);
+		rc = store_get_record(s, STEMEDB_RECORD_EPOCH, next, &r, &hlc);
+		if (rc != STORE_OK) {
+			*failed = rc == STORE_ERROR;
+			json_array_append_new(chain,
+			                      json_pack("{s:s, s:b}", "id", hex, "missing", 1));
+			record_free(&r);
+			break;
+		}
+		json_array_append_new(chain, json_pack("{s:s, s:s%}", "id", hex, "name",
+		                                       r.u.epoch.name, r.u.epoch.name_len));
+		has_next = r.u.epoch.has_supersedes;
+		memcpy(next, r.u.epoch.supersedes, STEMEDB_HASH_LEN);
+		record_free(&r);
+	}
+	return chain;
+}
+
+static const char *epoch_state_name(enum epoch_state state)
+{
+	switch (state) {
+	case EPOCH_CURRENT:
+		return "current";
+	case EPOCH_SUPERSEDED:
+		return "superseded";
+	case EPOCH_CYCLE:
+		return "cycle";
+	default:
+		return "unknown";
+	}
+}
+
+void http_handle_epoch_get(struct http_call *call)
+{
+	uint8_t id[STEMEDB_HASH_LEN];
+	uint8_t prefix[1 + STEMEDB_HASH_LEN];
+	struct store_scan scan = {
+	        .family = STORE_INDEX_RECORDS, .prefix = prefix, .prefix_len = sizeof(prefix)};
+	struct store *s = call->state->store;
+	struct hlc_stamp hlc;
+	struct record r;
+	enum store_result rc;
+	json_t *body = NULL;
+	json_t *superseded_by = json_array();
+	bool failed = false;
+
+	record_init(&r, STEMEDB_RECORD_EPOCH);
+	if (http_require_ready(call) == NULL || !http_query_reject_any(call) ||
+	    !path_hash(call, "/v1/epochs/", NULL, "id", id))
+		goto done;
+
+	rc = store_get_record(s, STEMEDB_RECORD_EPOCH, id, &r, &hlc);
+	if (rc == STORE_NOT_FOUND) {
+		http_reply_error(call, 404, "epoch_not_found", "id",
+		                 "No epoch has id %.64s on this node; check the id.",
+		                 call->path + strlen("/v1/epochs/"));
+		goto done;
+	}
+
+	prefix[0] = STORE_RECORDS_SUPERSEDED_BY;
+	memcpy(prefix + 1, id, STEMEDB_HASH_LEN);
+	if (rc == STORE_OK)
+		failed = store_index_scan(s, &scan, list_superseding, superseded_by) != STORE_OK;
+	if (rc != STORE_OK || failed) {
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Reading epoch %.64s failed; see the server log.",
+		                 call->path + strlen("/v1/epochs/"));
+		goto done;
+	}
+
+	body = record_to_json(&r, id, false);
+	json_object_set_new(body, "state", json_string(epoch_state_name(epoch_state_of(s, id))));
+	json_object_set(body, "superseded_by", superseded_by);
+	json_object_set_new(body, "supersedes_chain", supersedes_chain(s, &r, &failed));
+	http_reply_json(call, 200, body);
+
+done:
+	json_decref(superseded_by);
+	record_free(&r);
+}

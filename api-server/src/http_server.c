@@ -40,6 +40,8 @@ enum route_id {
 	ROUTE_HEALTH,
 	ROUTE_READY,
 	ROUTE_VOTE,
+	ROUTE_EPOCH,
+	ROUTE_EPOCHS,
 	ROUTE_METRICS,
 	ROUTE_UNMATCHED,
 	ROUTE_COUNT
@@ -83,6 +85,9 @@ static const struct route routes[ROUTE_COUNT] = {
         [ROUTE_HEALTH] = {"/v1/health", "/v1/health", false, HTTP_METHOD_GET, http_handle_health},
         [ROUTE_READY] = {"/v1/ready", "/v1/ready", false, HTTP_METHOD_GET, http_handle_ready},
         [ROUTE_VOTE] = {"/v1/vote", "/v1/vote", false, HTTP_METHOD_POST, http_handle_vote},
+        [ROUTE_EPOCH] = {"/v1/epoch", "/v1/epoch", false, HTTP_METHOD_POST, http_handle_epoch},
+        [ROUTE_EPOCHS] = {"/v1/epochs/", "/v1/epochs/{id}", true, HTTP_METHOD_GET,
+                          http_handle_epoch_get},
         [ROUTE_METRICS] = {"/metrics", "/metrics", false, HTTP_METHOD_GET, http_handle_metrics},
         [ROUTE_UNMATCHED] = {NULL, "unmatched", false, HTTP_METHOD_OTHER, NULL},
 };

@@ -20,8 +20,9 @@
  * cannot make one reply unbounded. */
 #define TRACE_DESCENDANTS_MAX 1000
 
-static const char *const layered_param_names[] = {"subject", "predicate", "as_of", "lifecycle",
-                                                  "decay",   "tolerance", NULL};
+static const char *const layered_param_names[] = {
+        "subject",   "predicate",          "as_of", "lifecycle", "decay",
+        "tolerance", "include_superseded", NULL};
 
 /* Writes the leading claim of a skeptic result, or null when it has no claim. */
 static void write_leading_claim(struct json_writer *w, const struct skeptic_result *result,
@@ -389,9 +390,19 @@ done:
 #define PREFIX_LIMIT_DEFAULT 100
 #define PREFIX_LIMIT_MAX     1000
 
-static const char *const prefix_param_names[] = {
-        "subject_prefix", "predicate", "lens",  "as_of",  "lifecycle", "source_class",
-        "decay",          "tolerance", "limit", "cursor", "subject",   NULL};
+static const char *const prefix_param_names[] = {"subject_prefix",
+                                                 "predicate",
+                                                 "lens",
+                                                 "as_of",
+                                                 "lifecycle",
+                                                 "source_class",
+                                                 "decay",
+                                                 "tolerance",
+                                                 "limit",
+                                                 "cursor",
+                                                 "subject",
+                                                 "include_superseded",
+                                                 NULL};
 
 struct prefix_page {
 	struct http_call *call;

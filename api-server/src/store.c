@@ -1124,6 +1124,8 @@ static bool prefix_end(const uint8_t *prefix, size_t prefix_len, struct buf *out
 
 static rocksdb_column_family_handle_t *index_family(struct store *s, enum store_index family)
 {
+	if (family == STORE_INDEX_RECORDS)
+		return s->cf[CF_RECORDS];
 	return s->cf[family == STORE_INDEX_AUDIT ? CF_AUDIT : CF_VIEWS];
 }
 
@@ -1190,7 +1192,10 @@ enum store_result store_index_scan(struct store *s, const struct store_scan *sca
 	rocksdb_iter_get_error(it, &error);
 	if (error != NULL) {
 		log_error("scanning column family %s of %s failed: %s",
-		          scan->family == STORE_INDEX_AUDIT ? "audit" : "views", s->path, error);
+		          scan->family == STORE_INDEX_AUDIT     ? "audit"
+		          : scan->family == STORE_INDEX_RECORDS ? "records"
+		                                                : "views",
+		          s->path, error);
 		rocksdb_free(error);
 		rc = STORE_ERROR;
 	}
@@ -1394,6 +1399,17 @@ done:
 	assertion_free(&a);
 }
 
+static void batch_put_superseded_by(struct store_batch *b, const uint8_t superseded[STEMEDB_HASH_LEN],
+                                    const uint8_t superseding[STEMEDB_HASH_LEN])
+{
+	uint8_t key[1 + 2 * STEMEDB_HASH_LEN];
+
+	key[0] = STORE_RECORDS_SUPERSEDED_BY;
+	memcpy(key + 1, superseded, STEMEDB_HASH_LEN);
+	memcpy(key + 1 + STEMEDB_HASH_LEN, superseding, STEMEDB_HASH_LEN);
+	batch_put(b, CF_RECORDS, key, sizeof(key), NULL, 0);
+}
+
 void store_batch_put_record(struct store *s, struct store_batch *b,
                             const uint8_t id[STEMEDB_HASH_LEN], const struct record *r,
                             const uint8_t *envelope, size_t envelope_len)
@@ -1406,6 +1422,8 @@ void store_batch_put_record(struct store *s, struct store_batch *b,
 	batch_put(b, CF_RECORDS, key, sizeof(key), envelope, envelope_len);
 	if (r->type == STEMEDB_RECORD_COSIGNATURE)
 		batch_put_cosignature(s, b, r);
+	if (r->type == STEMEDB_RECORD_EPOCH && r->u.epoch.has_supersedes)
+		batch_put_superseded_by(b, r->u.epoch.supersedes, id);
 	if (r->type != STEMEDB_RECORD_VOTE)
 		return;
 

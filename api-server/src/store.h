@@ -113,7 +113,7 @@ enum store_result store_rebuild_index(struct store *s, _Atomic uint64_t *done, c
 void store_feed_key(struct buf *out, uint64_t wall_ms, uint32_t logical,
                     const uint8_t hash[STEMEDB_HASH_LEN]);
 
-enum store_index { STORE_INDEX_VIEWS = 0, STORE_INDEX_AUDIT };
+enum store_index { STORE_INDEX_VIEWS = 0, STORE_INDEX_AUDIT, STORE_INDEX_RECORDS };
 
 /* A range scan over the keys of one family that start with prefix. Without after, it
  * starts at the first key (or the last when reverse); with after, just past that key
@@ -141,7 +141,12 @@ void store_batch_put_audit(struct store_batch *b, const void *key, size_t key_le
 void store_batch_delete_audit(struct store_batch *b, const void *key, size_t key_len);
 enum store_result store_audit_write(struct store *s, const struct store_batch *b);
 
-/* ---- signed records other than assertions (records.h) ---- */
+/* ---- signed records other than assertions (records.h) ----
+ * Column family "records": type byte (0x02..0x06) || id -> record envelope, plus index
+ * keys with empty values whose first byte is not a record type:
+ *   0x83 superseded epoch id (32 B), superseding epoch id (32 B)
+ * store_index_scan with STORE_INDEX_RECORDS reads them. */
+#define STORE_RECORDS_SUPERSEDED_BY 0x83
 
 enum store_result store_has_record(struct store *s, uint8_t type,
                                    const uint8_t id[STEMEDB_HASH_LEN]);

@@ -283,3 +283,130 @@ def test_records_survive_kill_and_replay_once(fresh_node, subject):
     assert signers == [agent_id(1), agent_id(4)], signers
     assert after_restart == after_kill, after_restart
     assert again.status_code == 200, again.text
+
+
+# ---- epochs ----
+
+
+def make_epoch(name, supersedes=None, signer=7, timestamp=BASE_TIME):
+    fields = {"name": name, "description": f"the {name} model", "timestamp": timestamp}
+    if supersedes is not None:
+        fields["supersedes"] = supersedes
+    return stemedb_records.make_signed("epoch", [seed(signer)], fields)
+
+
+def post_epoch(node, name, supersedes=None, **kw):
+    body = make_epoch(name, supersedes, **kw)
+    response = node.post("/v1/epoch", json=body)
+    assert response.status_code in (200, 201), response.text
+    assert response.json()["id"] == stemedb_records.record_id("epoch", body).hex(), response.text
+    return response.json()["id"]
+
+
+def test_epoch_created_then_exists(shared_node, subject):
+    body = make_epoch(f"epoch {subject}")
+
+    first = shared_node.post("/v1/epoch", json=body)
+    again = shared_node.post("/v1/epoch", json=body)
+
+    assert first.status_code == 201, first.text
+    assert first.json()["type"] == "epoch", first.json()
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "exists", again.json()
+
+
+def test_epoch_get_shows_chain(shared_node, subject):
+    old = post_epoch(shared_node, f"old {subject}")
+    middle = post_epoch(shared_node, f"middle {subject}", supersedes=old)
+    new = post_epoch(shared_node, f"new {subject}", supersedes=middle)
+
+    got_new = shared_node.get(f"/v1/epochs/{new}").json()
+    got_old = shared_node.get(f"/v1/epochs/{old}").json()
+
+    assert got_new["state"] == "current", got_new
+    assert got_new["supersedes"] == middle, got_new
+    assert [e["id"] for e in got_new["supersedes_chain"]] == [middle, old], got_new
+    assert got_new["superseded_by"] == [], got_new
+    assert got_old["state"] == "superseded", got_old
+    assert got_old["superseded_by"] == [middle], got_old
+
+
+def test_epoch_chain_marks_missing_epoch(shared_node, subject):
+    unknown = "12" * 32
+    epoch = post_epoch(shared_node, f"e {subject}", supersedes=unknown)
+
+    body = shared_node.get(f"/v1/epochs/{epoch}").json()
+
+    assert body["supersedes_chain"] == [{"id": unknown, "missing": True}], body
+
+
+def test_epoch_hostile_input(shared_node, subject):
+    good = make_epoch(f"e {subject}")
+    # The Python encoder rejects a 257-byte name, so the signature is the short one's.
+    long_name = dict(good, name="n" * 257)
+    forged = dict(good, name="other")
+    unsigned = {k: v for k, v in good.items() if k != "signatures"}
+
+    assert_error(shared_node.post("/v1/epoch", json=forged), 422, "invalid_signature")
+    assert_error(shared_node.post("/v1/epoch", json=unsigned), 400, "missing_field", "signatures")
+    assert_error(shared_node.post("/v1/epoch", json=long_name), 422, "out_of_range", "name")
+    assert_error(shared_node.post("/v1/epoch", json=dict(good, supersedes="xy")), 400,
+                 "invalid_field", "supersedes")
+    assert_error(shared_node.get("/v1/epochs/nothex"), 400, "invalid_parameter", "id")
+    assert_error(shared_node.get(f"/v1/epochs/{'34' * 32}"), 404, "epoch_not_found", "id")
+    assert shared_node.get("/v1/epoch").status_code == 405
+
+
+def test_superseded_epoch_excluded_everywhere(shared_node, subject):
+    old = post_epoch(shared_node, f"geocentric {subject}")
+    new = post_epoch(shared_node, f"heliocentric {subject}", supersedes=old)
+    in_old = store(shared_node, signed(1, subject, "center", text("earth"), epoch=old))
+    in_new = store(shared_node, signed(2, subject, "center", text("sun"), epoch=new,
+                                       timestamp=BASE_TIME - 10))
+
+    body = query(shared_node, subject, "center")
+    everything = query(shared_node, subject, "center", include_superseded="true")
+    skeptic = shared_node.get("/v1/skeptic", params={"subject": subject, "predicate": "center"})
+
+    assert [c["hash"] for c in body["candidates"]] == [in_new], body
+    assert body["superseded_excluded"] == 1, body
+    assert "warnings" not in body, body
+    assert sorted(c["hash"] for c in everything["candidates"]) == sorted([in_old, in_new]), everything
+    assert everything["winner"]["hash"] == in_old, everything
+    assert skeptic.status_code == 200, skeptic.text
+    assert skeptic.json()["status"] == "unanimous", skeptic.json()
+
+
+def test_missing_epoch_fails_open_with_warning(shared_node, subject):
+    unknown = "56" * 32
+    kept = store(shared_node, signed(1, subject, "p", text("a"), epoch=unknown))
+
+    body = query(shared_node, subject, "p")
+
+    assert body["winner"]["hash"] == kept, body
+    assert len(body["warnings"]) == 1, body
+    assert unknown in body["warnings"][0], body["warnings"]
+
+
+def test_include_superseded_hostile_value(shared_node, subject):
+    response = shared_node.get("/v1/query", params={"subject": subject, "predicate": "p",
+                                                   "include_superseded": "yes"})
+
+    assert_error(response, 400, "invalid_parameter", "include_superseded")
+
+
+def test_layered_and_prefix_exclude_superseded(shared_node, subject):
+    old = post_epoch(shared_node, f"old layered {subject}")
+    new = post_epoch(shared_node, f"new layered {subject}", supersedes=old)
+    store(shared_node, signed(1, subject, "p", text("old"), epoch=old, source_class="clinical"))
+    store(shared_node, signed(2, subject, "p", text("new"), epoch=new, source_class="anecdotal"))
+
+    layered = shared_node.get("/v1/layered", params={"subject": subject, "predicate": "p"})
+    both = shared_node.get("/v1/layered", params={"subject": subject, "predicate": "p",
+                                                  "include_superseded": "true"})
+
+    assert layered.status_code == 200, layered.text
+    assert [t["source_class"] for t in layered.json()["tiers"]] == ["anecdotal"], layered.json()
+    assert layered.json()["superseded_excluded"] == 1, layered.json()
+    assert both.status_code == 200, both.text
+    assert len(both.json()["tiers"]) == 2, both.json()
