@@ -29,6 +29,10 @@ void http_handle_assertion_votes(struct http_call *call);
 void http_handle_cosign(struct http_call *call);
 void http_handle_epoch(struct http_call *call);
 void http_handle_epoch_get(struct http_call *call);
+void http_handle_sources_list(struct http_call *call);
+void http_handle_source_create(struct http_call *call);
+void http_handle_source_get(struct http_call *call);
+void http_handle_alias(struct http_call *call);
 
 /* http_audit.c */
 void http_handle_audit_queries(struct http_call *call);

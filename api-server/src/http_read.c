@@ -153,6 +153,8 @@ bool http_read_load_candidates(struct http_call *call, struct read_params *rp,
 		                 rp->subject);
 		return false;
 	}
+	if (!http_records_add_alias_candidates(call, rp, list))
+		return false;
 
 	/* Dropped candidates move past count so that candidate_list_free still frees
 	 * their text: the list frees items[0..count), so swap rather than overwrite. */

@@ -16,6 +16,7 @@
 
 #define READ_WARNINGS_MAX 8
 #define READ_WARNING_LEN  200
+#define READ_ALIASES_MAX  32
 
 /* Parameters shared by /v1/query and /v1/skeptic. Strings point into the query. */
 struct read_params {
@@ -37,6 +38,8 @@ struct read_params {
 	/* Set while loading candidates: candidates dropped for a superseded epoch, and the
 	 * fail-open warnings that the reply lists under "warnings". */
 	uint64_t superseded_excluded;
+	size_t alias_count;     /* aliased subjects whose candidates were added */
+	bool aliases_truncated; /* more than READ_ALIASES_MAX aliases: the rest were skipped */
 	size_t warning_count;
 	char warnings[READ_WARNINGS_MAX][READ_WARNING_LEN];
 };

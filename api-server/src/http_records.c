@@ -522,6 +522,14 @@ bool http_records_filter_superseded(struct http_call *call, struct read_params *
 
 void http_records_write_warnings(struct json_writer *w, const struct read_params *rp)
 {
+	if (rp->alias_count > 0) {
+		json_writer_key(w, "aliases_included");
+		json_writer_uint(w, rp->alias_count);
+	}
+	if (rp->aliases_truncated) {
+		json_writer_key(w, "aliases_truncated");
+		json_writer_bool(w, true);
+	}
 	if (rp->superseded_excluded > 0) {
 		json_writer_key(w, "superseded_excluded");
 		json_writer_uint(w, rp->superseded_excluded);
@@ -657,4 +665,250 @@ void http_handle_epoch_get(struct http_call *call)
 done:
 	json_decref(superseded_by);
 	record_free(&r);
+}
+
+/* ---- sources ---- */
+
+/* Body limit of POST /v1/sources: 1 MiB of content can grow sixfold as JSON escapes
+ * (\u0000), plus room for the other fields. */
+#define SOURCE_BODY_MAX       (6u * STEMEDB_SOURCE_CONTENT_MAX + 65536u)
+#define SOURCES_LIMIT_DEFAULT 100
+#define SOURCES_LIMIT_MAX     1000
+
+void http_handle_source_create(struct http_call *call)
+{
+	struct commit_pipeline *p = http_require_ready(call);
+	uint64_t limit = call->state->config->max_body_bytes;
+	json_t *body;
+
+	if (p == NULL || !http_query_reject_any(call))
+		return;
+	body = http_read_json_body(call, limit > SOURCE_BODY_MAX ? limit : SOURCE_BODY_MAX);
+	if (body != NULL)
+		submit_record(call, p, body, STEMEDB_RECORD_SOURCE, NULL);
+}
+
+void http_handle_source_get(struct http_call *call)
+{
+	uint8_t id[STEMEDB_HASH_LEN];
+	struct hlc_stamp hlc;
+	struct record r;
+	enum store_result rc;
+
+	record_init(&r, STEMEDB_RECORD_SOURCE);
+	if (http_require_ready(call) == NULL || !http_query_reject_any(call) ||
+	    !path_hash(call, "/v1/sources/", NULL, "hash", id))
+		goto done;
+
+	rc = store_get_record(call->state->store, STEMEDB_RECORD_SOURCE, id, &r, &hlc);
+	if (rc == STORE_NOT_FOUND)
+		http_reply_error(call, 404, "source_not_found", "hash",
+		                 "No source has hash %.64s on this node; check the hash.",
+		                 call->path + strlen("/v1/sources/"));
+	else if (rc != STORE_OK)
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Reading source %.64s failed; see the server log.",
+		                 call->path + strlen("/v1/sources/"));
+	else
+		http_reply_json(call, 200, record_to_json(&r, id, true));
+
+done:
+	record_free(&r);
+}
+
+struct source_page {
+	struct store *store;
+	json_t *items;
+	uint64_t limit;
+	bool more;   /* a key past the page exists */
+	bool failed; /* a listed record could not be read */
+	uint8_t last[STEMEDB_HASH_LEN];
+};
+
+static bool list_source(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                        size_t value_len)
+{
+	struct source_page *page = ctx;
+	struct record r;
+	struct hlc_stamp hlc;
+
+	if (key_len != 1 + STEMEDB_HASH_LEN)
+		return true;
+	if (json_array_size(page->items) == page->limit) {
+		page->more = true;
+		return false;
+	}
+
+	record_init(&r, STEMEDB_RECORD_SOURCE);
+	if (!record_decode_envelope(value, value_len, &r, &hlc)) {
+		page->failed = true;
+		record_free(&r);
+		return false;
+	}
+	memcpy(page->last, key + 1, STEMEDB_HASH_LEN);
+	json_array_append_new(page->items, record_to_json(&r, key + 1, false));
+	record_free(&r);
+	return true;
+}
+
+/* Reads limit and cursor; replies 400 and returns false when one is invalid. */
+static bool parse_source_query(struct http_call *call, struct source_page *page,
+                               uint8_t cursor[STEMEDB_HASH_LEN], bool *has_cursor)
+{
+	static const char *const names[] = {"limit", "cursor", NULL};
+	const struct http_param *p;
+	struct http_query q;
+	bool ok = false;
+
+	if (!http_query_parse(call, names, &q))
+		goto done;
+	p = http_query_get(&q, "limit");
+	if (p != NULL && !http_parse_u64(p->value, 1, SOURCES_LIMIT_MAX, &page->limit)) {
+		http_reply_error(call, 400, "invalid_parameter", "limit",
+		                 "Query parameter limit='%.40s' is invalid; give an integer from 1 "
+		                 "to 1000.",
+		                 p->value);
+		goto done;
+	}
+	p = http_query_get(&q, "cursor");
+	*has_cursor = p != NULL;
+	if (p != NULL && !hex_decode(p->value, p->value_len, cursor, STEMEDB_HASH_LEN)) {
+		http_reply_error(call, 400, "invalid_parameter", "cursor",
+		                 "Query parameter cursor='%.80s' is invalid; pass next_cursor from "
+		                 "the previous page.",
+		                 p->value);
+		goto done;
+	}
+	ok = true;
+
+done:
+	http_query_free(&q);
+	return ok;
+}
+
+void http_handle_sources_list(struct http_call *call)
+{
+	struct source_page page = {.store = call->state->store, .limit = SOURCES_LIMIT_DEFAULT};
+	uint8_t prefix = STEMEDB_RECORD_SOURCE;
+	uint8_t after[1 + STEMEDB_HASH_LEN] = {STEMEDB_RECORD_SOURCE};
+	struct store_scan scan = {
+	        .family = STORE_INDEX_RECORDS, .prefix = &prefix, .prefix_len = 1};
+	char next[2 * STEMEDB_HASH_LEN + 1];
+	bool has_cursor = false;
+
+	if (http_require_ready(call) == NULL ||
+	    !parse_source_query(call, &page, after + 1, &has_cursor))
+		return;
+	if (has_cursor) {
+		scan.after = after;
+		scan.after_len = sizeof(after);
+	}
+
+	page.items = json_array();
+	if (store_index_scan(call->state->store, &scan, list_source, &page) != STORE_OK ||
+	    page.failed) {
+		json_decref(page.items);
+		http_reply_error(call, 500, "internal_error", NULL,
+		                 "Listing the sources failed; see the server log.");
+		return;
+	}
+	hex_encode(page.last, STEMEDB_HASH_LEN, next);
+	http_reply_json(call, 200,
+	                json_pack("{s:o, s:s?}", "sources", page.items, "next_cursor",
+	                          page.more ? next : NULL));
+}
+
+/* ---- aliases ---- */
+
+static bool check_alias(struct http_call *call, const struct record *r)
+{
+	const struct alias *a = &r->u.alias;
+
+	if (a->subject_a_len == a->subject_b_len &&
+	    memcmp(a->subject_a, a->subject_b, a->subject_a_len) == 0) {
+		http_reply_error(
+		        call, 422, "out_of_range", "subject_b",
+		        "subject_b equals subject_a; an alias links two different subjects.");
+		return false;
+	}
+	return true;
+}
+
+void http_handle_alias(struct http_call *call)
+{
+	struct commit_pipeline *p = http_require_ready(call);
+	json_t *body;
+
+	if (p == NULL || !http_query_reject_any(call))
+		return;
+	body = http_read_json_body(call, call->state->config->max_body_bytes);
+	if (body != NULL)
+		submit_record(call, p, body, STEMEDB_RECORD_ALIAS, check_alias);
+}
+
+struct alias_scan {
+	struct http_call *call;
+	struct read_params *rp;
+	struct candidate_list *list;
+	size_t prefix_len;
+	size_t added; /* aliased subjects scanned by this call */
+	bool failed;
+};
+
+static bool add_alias_candidates(void *ctx, const uint8_t *key, size_t key_len,
+                                 const uint8_t *value, size_t value_len)
+{
+	struct alias_scan *scan = ctx;
+	struct read_params *rp = scan->rp;
+	size_t len = key_len - scan->prefix_len;
+	char subject[STEMEDB_SUBJECT_MAX + 1];
+
+	(void)value;
+	(void)value_len;
+	if (len == 0 || len > STEMEDB_SUBJECT_MAX)
+		return true;
+	if (scan->added == READ_ALIASES_MAX) {
+		rp->aliases_truncated = true;
+		return false;
+	}
+
+	/* store_scan_candidates takes NUL-free text; the subject is copied out of the key. */
+	memcpy(subject, key + scan->prefix_len, len);
+	subject[len] = '\0';
+	scan->added++;
+	rp->alias_count++;
+	if (store_scan_candidates(scan->call->state->store, subject, len, rp->predicate,
+	                          rp->predicate_len, rp->has_as_of ? rp->as_of : UINT64_MAX, 0,
+	                          scan->list) != STORE_OK) {
+		scan->failed = true;
+		return false;
+	}
+	return true;
+}
+
+bool http_records_add_alias_candidates(struct http_call *call, struct read_params *rp,
+                                       struct candidate_list *list)
+{
+	struct alias_scan ctx = {.call = call, .rp = rp, .list = list};
+	struct store_scan scan = {.family = STORE_INDEX_RECORDS};
+	struct buf prefix;
+
+	buf_init(&prefix);
+	store_alias_prefix(&prefix, rp->subject, rp->subject_len);
+	scan.prefix = prefix.data;
+	scan.prefix_len = prefix.len;
+	ctx.prefix_len = prefix.len;
+	if (store_index_scan(call->state->store, &scan, add_alias_candidates, &ctx) != STORE_OK)
+		ctx.failed = true;
+	buf_free(&prefix);
+
+	if (!ctx.failed)
+		return true;
+
+	/* The callers free the list only on success. */
+	candidate_list_free(list);
+	http_reply_error(call, 500, "internal_error", NULL,
+	                 "Reading the aliases of subject '%.100s' failed; see the server log.",
+	                 rp->subject);
+	return false;
 }

@@ -21,7 +21,14 @@ double http_records_vote_sum(void *ctx, const uint8_t hash[STEMEDB_HASH_LEN]);
 bool http_records_filter_superseded(struct http_call *call, struct read_params *rp,
                                     struct candidate_list *list);
 
-/* Writes "superseded_excluded" and "warnings" into an open reply object when set. */
+/* Appends the candidates of rp's predicate under every subject aliased to rp's subject
+ * (one level, at most READ_ALIASES_MAX subjects). Replies 500 and returns false on a
+ * storage error. */
+bool http_records_add_alias_candidates(struct http_call *call, struct read_params *rp,
+                                       struct candidate_list *list);
+
+/* Writes "aliases_included", "aliases_truncated", "superseded_excluded" and "warnings"
+ * into an open reply object when set. */
 void http_records_write_warnings(struct json_writer *w, const struct read_params *rp);
 
 #endif

@@ -1410,6 +1410,26 @@ static void batch_put_superseded_by(struct store_batch *b, const uint8_t superse
 	batch_put(b, CF_RECORDS, key, sizeof(key), NULL, 0);
 }
 
+void store_alias_prefix(struct buf *out, const char *subject, size_t subject_len)
+{
+	buf_put_u8(out, STORE_RECORDS_ALIAS);
+	buf_put_u8(out, (uint8_t)(subject_len >> 8));
+	buf_put_u8(out, (uint8_t)subject_len);
+	buf_append(out, subject, subject_len);
+}
+
+static void batch_put_alias(struct store_batch *b, const char *subject, size_t subject_len,
+                            const char *other, size_t other_len)
+{
+	struct buf key;
+
+	buf_init(&key);
+	store_alias_prefix(&key, subject, subject_len);
+	buf_append(&key, other, other_len);
+	batch_put(b, CF_RECORDS, key.data, key.len, NULL, 0);
+	buf_free(&key);
+}
+
 void store_batch_put_record(struct store *s, struct store_batch *b,
                             const uint8_t id[STEMEDB_HASH_LEN], const struct record *r,
                             const uint8_t *envelope, size_t envelope_len)
@@ -1424,6 +1444,12 @@ void store_batch_put_record(struct store *s, struct store_batch *b,
 		batch_put_cosignature(s, b, r);
 	if (r->type == STEMEDB_RECORD_EPOCH && r->u.epoch.has_supersedes)
 		batch_put_superseded_by(b, r->u.epoch.supersedes, id);
+	if (r->type == STEMEDB_RECORD_ALIAS) {
+		batch_put_alias(b, r->u.alias.subject_a, r->u.alias.subject_a_len, r->u.alias.subject_b,
+		                r->u.alias.subject_b_len);
+		batch_put_alias(b, r->u.alias.subject_b, r->u.alias.subject_b_len, r->u.alias.subject_a,
+		                r->u.alias.subject_a_len);
+	}
 	if (r->type != STEMEDB_RECORD_VOTE)
 		return;
 

@@ -145,8 +145,14 @@ enum store_result store_audit_write(struct store *s, const struct store_batch *b
  * Column family "records": type byte (0x02..0x06) || id -> record envelope, plus index
  * keys with empty values whose first byte is not a record type:
  *   0x83 superseded epoch id (32 B), superseding epoch id (32 B)
+ *   0x86 subject length u16 BE, subject, aliased subject: one key each way per alias
  * store_index_scan with STORE_INDEX_RECORDS reads them. */
 #define STORE_RECORDS_SUPERSEDED_BY 0x83
+#define STORE_RECORDS_ALIAS         0x86
+
+/* Appends 0x86, the subject length (u16 BE) and the subject: the prefix of the alias
+ * keys of one subject, followed in each key by the aliased subject. */
+void store_alias_prefix(struct buf *out, const char *subject, size_t subject_len);
 
 enum store_result store_has_record(struct store *s, uint8_t type,
                                    const uint8_t id[STEMEDB_HASH_LEN]);

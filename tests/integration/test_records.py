@@ -410,3 +410,131 @@ def test_layered_and_prefix_exclude_superseded(shared_node, subject):
     assert layered.json()["superseded_excluded"] == 1, layered.json()
     assert both.status_code == 200, both.text
     assert len(both.json()["tiers"]) == 2, both.json()
+
+
+# ---- sources ----
+
+
+def make_source(uri, content=None, signer=8, timestamp=BASE_TIME, **fields):
+    body = {"uri": uri, "title": f"title of {uri}", "source_class": "clinical",
+            "timestamp": timestamp, **fields}
+    if content is not None:
+        body["content"] = content
+    return stemedb_records.make_signed("source", [seed(signer)], body)
+
+
+def test_source_register_get_and_list(fresh_node):
+    fresh_node.start()
+    ids = []
+    for n in range(3):
+        body = make_source(f"https://example.org/trial/{n}", content=f"abstract {n}")
+        response = fresh_node.post("/v1/sources", json=body)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+        assert ids[-1] == stemedb_records.record_id("source", body).hex(), response.text
+
+    one = fresh_node.get(f"/v1/sources/{ids[1]}").json()
+    first_page = fresh_node.get("/v1/sources", params={"limit": 2}).json()
+    second_page = fresh_node.get("/v1/sources", params={"limit": 2,
+                                                       "cursor": first_page["next_cursor"]}).json()
+
+    assert one["content"] == "abstract 1", one
+    assert one["uri"] == "https://example.org/trial/1", one
+    assert one["content_bytes"] == 10, one
+    assert len(first_page["sources"]) == 2, first_page
+    assert all("content" not in s for s in first_page["sources"]), first_page
+    assert len(second_page["sources"]) == 1, second_page
+    assert second_page["next_cursor"] is None, second_page
+    listed = [s["id"] for s in first_page["sources"] + second_page["sources"]]
+    assert sorted(listed) == sorted(ids), listed
+
+
+def test_source_content_one_mib(shared_node):
+    content = "x" * (1024 * 1024)
+    body = make_source("https://example.org/big", content=content)
+    too_big = dict(body, content=content + "x")
+
+    response = shared_node.post("/v1/sources", json=body)
+    rejected = shared_node.post("/v1/sources", json=too_big)
+
+    assert response.status_code == 201, response.text[:300]
+    stored = shared_node.get(f"/v1/sources/{response.json()['id']}").json()
+    assert stored["content_bytes"] == 1024 * 1024, stored["content_bytes"]
+    assert rejected.status_code == 422, rejected.text[:300]
+    assert rejected.json()["error"]["field"] == "content", rejected.text[:300]
+
+
+def test_source_hostile_input(shared_node):
+    good = make_source("https://example.org/h")
+
+    assert_error(shared_node.post("/v1/sources", json=dict(good, source_class="rumor")), 400,
+                 "invalid_field", "source_class")
+    assert_error(shared_node.post("/v1/sources", json=dict(good, title="changed")), 422,
+                 "invalid_signature")
+    assert_error(shared_node.post("/v1/sources", json={k: v for k, v in good.items()
+                                                       if k != "uri"}), 400, "missing_field", "uri")
+    assert_error(shared_node.get("/v1/sources/zz"), 400, "invalid_parameter", "hash")
+    assert_error(shared_node.get(f"/v1/sources/{'9a' * 32}"), 404, "source_not_found", "hash")
+    assert_error(shared_node.get("/v1/sources", params={"limit": 0}), 400, "invalid_parameter",
+                 "limit")
+    assert_error(shared_node.get("/v1/sources", params={"cursor": "xyz"}), 400,
+                 "invalid_parameter", "cursor")
+    assert_error(shared_node.get("/v1/sources", params={"sort": "new"}), 400, "unknown_parameter")
+    assert shared_node.request("PUT", "/v1/sources", json=good).status_code == 405
+
+
+# ---- aliases ----
+
+
+def make_alias(a, b, signer=9, timestamp=BASE_TIME):
+    return stemedb_records.make_signed("alias", [seed(signer)],
+                                       {"subject_a": a, "subject_b": b, "timestamp": timestamp})
+
+
+def test_alias_query_sees_both_subjects(shared_node, subject):
+    brand, ingredient = f"{subject}/brand", f"{subject}/ingredient"
+    on_brand = store(shared_node, signed(1, brand, "treats", text("headache")))
+    on_ingredient = store(shared_node, signed(2, ingredient, "treats", text("fever"),
+                                              timestamp=BASE_TIME + 5))
+    body = make_alias(brand, ingredient)
+
+    created = shared_node.post("/v1/aliases", json=body)
+    again = shared_node.post("/v1/aliases", json=body)
+    from_brand = query(shared_node, brand, "treats")
+    from_ingredient = query(shared_node, ingredient, "treats")
+    skeptic = shared_node.get("/v1/skeptic", params={"subject": brand, "predicate": "treats"})
+
+    assert created.status_code == 201, created.text
+    assert again.status_code == 200, again.text
+    both = sorted([on_brand, on_ingredient])
+    assert sorted(c["hash"] for c in from_brand["candidates"]) == both, from_brand
+    assert sorted(c["hash"] for c in from_ingredient["candidates"]) == both, from_ingredient
+    assert from_brand["aliases_included"] == 1, from_brand
+    assert len(skeptic.json()["claims"]) == 2, skeptic.json()
+
+
+def test_alias_is_one_level(shared_node, subject):
+    a, b, c = f"{subject}/a", f"{subject}/b", f"{subject}/c"
+    store(shared_node, signed(1, c, "p", text("only on c")))
+    assert shared_node.post("/v1/aliases", json=make_alias(a, b)).status_code == 201
+    assert shared_node.post("/v1/aliases", json=make_alias(b, c)).status_code == 201
+
+    from_a = query(shared_node, a, "p")
+    from_b = query(shared_node, b, "p")
+
+    assert from_a["candidate_count"] == 0, from_a
+    assert from_b["candidate_count"] == 1, from_b
+
+
+def test_alias_hostile_input(shared_node, subject):
+    good = make_alias(f"{subject}/x", f"{subject}/y")
+    same = make_alias(f"{subject}/x", f"{subject}/x")
+
+    assert_error(shared_node.post("/v1/aliases", json=same), 422, "out_of_range", "subject_b")
+    assert_error(shared_node.post("/v1/aliases", json=dict(good, subject_b=f"{subject}/z")), 422,
+                 "invalid_signature")
+    assert_error(shared_node.post("/v1/aliases", json=dict(good, subject_a="")), 422,
+                 "out_of_range", "subject_a")
+    assert_error(shared_node.post("/v1/aliases", json=dict(good, subject_b=5)), 400,
+                 "invalid_field", "subject_b")
+    assert shared_node.get("/v1/aliases").status_code == 405
