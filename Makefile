@@ -43,6 +43,9 @@ BENCH_SRC := $(wildcard bench/*.c)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
 API_OBJ := $(API_SRC:%.c=$(BUILD)/obj/%.o)
+# The OpenAPI document is embedded in the API library as a byte array, so the
+# binary serves it without reading a file at run time.
+API_OBJ += $(BUILD)/obj/gen/openapi_doc.o
 GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(BUILD)/obj/%.o)
 ARCHIVER_OBJ := $(ARCHIVER_SRC:%.c=$(BUILD)/obj/%.o)
 CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
@@ -76,6 +79,12 @@ deps:
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)
 	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/openapi_doc.c: api-server/openapi.json
+	@mkdir -p $(dir $@)
+	{ echo '#include <stddef.h>'; echo 'const unsigned char openapi_doc[] = {'; \
+	  xxd -i < $<; echo '};'; \
+	  echo 'const size_t openapi_doc_len = sizeof(openapi_doc);'; } > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)

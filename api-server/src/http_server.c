@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "http_handlers.h"
+#include "http_openapi.h"
 #include "http_util.h"
 #include "stemedb/config.h"
 #include "stemedb/log.h"
@@ -47,6 +48,7 @@ enum route_id {
 	ROUTE_SOURCE,
 	ROUTE_ALIASES,
 	ROUTE_METRICS,
+	ROUTE_OPENAPI,
 	ROUTE_UNMATCHED,
 	ROUTE_COUNT
 };
@@ -101,6 +103,8 @@ static const struct route routes[ROUTE_COUNT] = {
         [ROUTE_ALIASES] = {"/v1/aliases", "/v1/aliases", false, HTTP_METHOD_POST,
                            http_handle_alias},
         [ROUTE_METRICS] = {"/metrics", "/metrics", false, HTTP_METHOD_GET, http_handle_metrics},
+        [ROUTE_OPENAPI] = {"/api-doc/openapi.json", "/api-doc/openapi.json", false,
+                           HTTP_METHOD_GET, http_handle_openapi},
         [ROUTE_UNMATCHED] = {NULL, "unmatched", false, HTTP_METHOD_OTHER, NULL},
 };
 
