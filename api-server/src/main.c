@@ -18,6 +18,7 @@
 
 #include "api_config.h"
 #include "audit.h"
+#include "http_feed.h"
 #include "commit.h"
 #include "http_server.h"
 #include "http_util.h"
@@ -205,6 +206,13 @@ static void shutdown_node(struct http_server *server, struct recovery *recovery)
 	http_server_free(server, STOP_FLUSH_MS);
 }
 
+/* Sends newly stored assertions to the IPC subscribers and to the open feed streams. */
+static void publish_ingested(void *ctx, const struct commit_ingested *items, size_t count)
+{
+	ipc_api_on_ingested(ctx, items, count);
+	http_feed_publish(items, count);
+}
+
 /* Serves api.sock from its own thread and hooks it into the commit pipeline: WAL
  * retention waits for the archived watermark, and stored assertions become events. */
 static struct ipc_api *start_ipc(struct api_state *state, struct commit_options *options)
@@ -227,7 +235,7 @@ static struct ipc_api *start_ipc(struct api_state *state, struct commit_options 
 	}
 	options->segment_retention = ipc_api_segment_retention;
 	options->segment_retention_ctx = api;
-	options->on_ingested = ipc_api_on_ingested;
+	options->on_ingested = publish_ingested;
 	options->on_ingested_ctx = api;
 	return api;
 }
