@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http_audit.h"
 #include "http_handlers.h"
 #include "http_records.h"
 #include "http_read.h"
@@ -299,6 +300,10 @@ void http_read_write_header(struct json_writer *w, const struct read_params *rp)
 	http_records_write_warnings(w, rp);
 	json_writer_key(w, "reference_time");
 	json_writer_uint(w, rp->lens_params.reference_time);
+	if (rp->query_id[0] != '\0') {
+		json_writer_key(w, "query_id");
+		json_writer_cstring(w, rp->query_id);
+	}
 }
 
 static const char *const read_param_names[] = {
@@ -344,6 +349,7 @@ static void write_query(struct json_writer *w, const struct read_params *rp,
 void http_handle_query(struct http_call *call)
 {
 	uint64_t started = http_now_ns();
+	struct audit_entry entry;
 	struct candidate_list list;
 	struct lens_result result;
 	struct read_params rp;
@@ -359,12 +365,18 @@ void http_handle_query(struct http_call *call)
 		http_query_free(&q);
 		return;
 	}
+	if (!http_audit_begin(call, &q, "query", &entry, rp.query_id)) {
+		candidate_list_free(&list);
+		http_query_free(&q);
+		return;
+	}
 
 	memset(&result, 0, sizeof(result));
 	lens_resolve(rp.lens, list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_query(&w, &rp, &list, &result);
 	http_reply_text(call, 200, &body);
+	http_audit_submit_lens(call, &entry, &list, &result);
 
 	lens_result_free(&result);
 	candidate_list_free(&list);
@@ -459,6 +471,7 @@ static void write_skeptic(struct json_writer *w, const struct read_params *rp,
 void http_handle_skeptic(struct http_call *call)
 {
 	uint64_t started = http_now_ns();
+	struct audit_entry entry;
 	struct skeptic_result result;
 	struct candidate_list list;
 	struct read_params rp;
@@ -474,12 +487,21 @@ void http_handle_skeptic(struct http_call *call)
 		http_query_free(&q);
 		return;
 	}
+	if (!http_audit_begin(call, &q, "skeptic", &entry, rp.query_id)) {
+		candidate_list_free(&list);
+		http_query_free(&q);
+		return;
+	}
 
 	memset(&result, 0, sizeof(result));
 	skeptic_analyze(list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_skeptic(&w, &rp, &list, &result);
 	http_reply_text(call, 200, &body);
+	http_audit_submit_claims(call, &entry, &list, &rp.lens_params,
+	                         result.claims.count > 0
+	                                 ? &list.items[result.claims.claims[0].representative]
+	                                 : NULL);
 
 	skeptic_result_free(&result);
 	candidate_list_free(&list);
