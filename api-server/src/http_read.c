@@ -7,8 +7,8 @@
 
 #include "http_audit.h"
 #include "http_handlers.h"
-#include "http_records.h"
 #include "http_read.h"
+#include "http_records.h"
 #include "http_util.h"
 #include "lens.h"
 #include "stemedb/hex.h"
@@ -86,6 +86,8 @@ static bool read_options(struct http_call *call, const struct http_query *q, str
 		}
 		rp->lens_params.decay = strcmp(p->value, "true") == 0;
 	}
+	rp->lens_params.votes = http_records_vote_sum;
+	rp->lens_params.votes_ctx = call->state->store;
 	if ((p = http_query_get(q, "include_superseded")) != NULL) {
 		if (strcmp(p->value, "true") != 0 && strcmp(p->value, "false") != 0) {
 			reply_bad_param(call, "include_superseded", p->value, "true or false");
@@ -132,8 +134,6 @@ bool http_read_params_parse(struct http_call *call, const struct http_query *q,
 		return false;
 	}
 	rp->lens_params.reference_time = rp->has_as_of ? rp->as_of : (uint64_t)time(NULL);
-	rp->lens_params.votes = http_records_vote_sum;
-	rp->lens_params.votes_ctx = call->state->store;
 	return true;
 }
 

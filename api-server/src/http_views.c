@@ -578,7 +578,7 @@ static bool parse_prefix_query(struct http_call *call, const struct http_query *
 	if ((p = http_query_get(q, "lens")) != NULL && !lens_parse(p->value, &page->rp.lens)) {
 		http_reply_error(call, 400, "invalid_parameter", "lens",
 		                 "Query parameter lens='%.100s' is invalid; give recency, "
-		                 "confidence, consensus or authority.",
+		                 "confidence, consensus, authority or vote.",
 		                 p->value);
 		return false;
 	}

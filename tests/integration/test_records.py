@@ -268,21 +268,47 @@ def test_records_survive_kill_and_replay_once(fresh_node, subject):
     assert vote(fresh_node, 3, target, -0.25).status_code == 201
     cosign = stemedb_records.make_cosignature(seed(4), target, BASE_TIME + 1)
     assert fresh_node.post(f"/v1/assertions/{target}/signatures", json=cosign).status_code == 201
+    old_epoch = stemedb_records.make_signed("epoch", [seed(5)], {"name": "old",
+                                                                "timestamp": BASE_TIME})
+    old_id = fresh_node.post("/v1/epoch", json=old_epoch).json()["id"]
+    new_epoch = stemedb_records.make_signed("epoch", [seed(5)], {"name": "new",
+                                                                "supersedes": old_id,
+                                                                "timestamp": BASE_TIME})
+    source = stemedb_records.make_signed("source", [seed(6)], {"uri": "https://example.org/s",
+                                                              "timestamp": BASE_TIME})
+    alias = stemedb_records.make_signed("alias", [seed(6)], {"subject_a": subject,
+                                                            "subject_b": f"{subject}/alias",
+                                                            "timestamp": BASE_TIME})
+    store(fresh_node, signed(7, f"{subject}/alias", "p", text("b"), epoch=old_id))
+    for path, body in (("/v1/epoch", new_epoch), ("/v1/sources", source), ("/v1/aliases", alias)):
+        assert fresh_node.post(path, json=body).status_code == 201, path
 
     fresh_node.kill()
     fresh_node.start()
     after_kill = votes_of(fresh_node, target)
     signers = [s["agent_id"] for s in fresh_node.get(f"/v1/assertions/{target}").json()["signatures"]]
+    old_state = fresh_node.get(f"/v1/epochs/{old_id}").json()["state"]
+    sources = fresh_node.get("/v1/sources").json()["sources"]
+    queried = query(fresh_node, subject, "p")
     fresh_node.stop()
     fresh_node.start()
     after_restart = votes_of(fresh_node, target)
-    again = vote(fresh_node, 2, target, 0.75)
+    replies = [fresh_node.post("/v1/vote", json=stemedb_records.make_vote(seed(2), target, 0.75,
+                                                                          BASE_TIME)),
+               fresh_node.post(f"/v1/assertions/{target}/signatures", json=cosign),
+               fresh_node.post("/v1/epoch", json=new_epoch),
+               fresh_node.post("/v1/sources", json=source),
+               fresh_node.post("/v1/aliases", json=alias)]
 
     assert after_kill["count"] == 2, after_kill
     assert after_kill["weight_sum"] == pytest.approx(0.5), after_kill
     assert signers == [agent_id(1), agent_id(4)], signers
+    assert old_state == "superseded", old_state
+    assert len(sources) == 1, sources
+    assert queried["aliases_included"] == 1, queried
+    assert queried["superseded_excluded"] == 1, queried
     assert after_restart == after_kill, after_restart
-    assert again.status_code == 200, again.text
+    assert [r.status_code for r in replies] == [200] * 5, [r.text for r in replies]
 
 
 # ---- epochs ----
@@ -538,3 +564,16 @@ def test_alias_hostile_input(shared_node, subject):
     assert_error(shared_node.post("/v1/aliases", json=dict(good, subject_b=5)), 400,
                  "invalid_field", "subject_b")
     assert shared_node.get("/v1/aliases").status_code == 405
+
+
+def test_vote_lens_in_prefix_query(shared_node, subject):
+    store(shared_node, signed(1, f"{subject}/x", "p", text("newer"), timestamp=BASE_TIME + 100))
+    older = store(shared_node, signed(2, f"{subject}/x", "p", text("older")))
+    assert vote(shared_node, 3, older, 1.0).status_code == 201
+
+    response = shared_node.get("/v1/query", params={"subject_prefix": f"{subject}/",
+                                                   "predicate": "p", "lens": "vote"})
+
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["winner"]["hash"] for r in results] == [older], results

@@ -318,6 +318,112 @@ static void test_cosignature_of_missing_assertion_stores_record(void **state)
 	record_free(&r);
 }
 
+struct key_list {
+	uint8_t keys[4][1 + 2 * STEMEDB_HASH_LEN + 64];
+	size_t lens[4];
+	size_t count;
+};
+
+static bool collect_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                        size_t value_len)
+{
+	struct key_list *list = ctx;
+
+	assert_int_equal(value_len, 0);
+	(void)value;
+	if (list->count < 4 && key_len <= sizeof(list->keys[0])) {
+		memcpy(list->keys[list->count], key, key_len);
+		list->lens[list->count] = key_len;
+	}
+	list->count++;
+	return true;
+}
+
+static void scan_records_prefix(struct fixture *f, const uint8_t *prefix, size_t prefix_len,
+                                struct key_list *out)
+{
+	struct store_scan scan = {
+	        .family = STORE_INDEX_RECORDS, .prefix = prefix, .prefix_len = prefix_len};
+
+	memset(out, 0, sizeof(*out));
+	assert_int_equal(store_index_scan(f->store, &scan, collect_key, out), STORE_OK);
+}
+
+static void test_epoch_writes_superseded_key(void **state)
+{
+	struct fixture *f = *state;
+	struct record old_epoch, new_epoch;
+	uint8_t old_id[STEMEDB_HASH_LEN], new_id[STEMEDB_HASH_LEN];
+	uint8_t prefix[1 + STEMEDB_HASH_LEN] = {STORE_RECORDS_SUPERSEDED_BY};
+	struct key_list keys;
+
+	record_init(&old_epoch, STEMEDB_RECORD_EPOCH);
+	record_set_string(&old_epoch.u.epoch.name, &old_epoch.u.epoch.name_len, "old", 3);
+	record_set_string(&old_epoch.u.epoch.description, &old_epoch.u.epoch.description_len, "",
+	                  0);
+	put_record(f, &old_epoch, 1, old_id);
+	record_init(&new_epoch, STEMEDB_RECORD_EPOCH);
+	record_set_string(&new_epoch.u.epoch.name, &new_epoch.u.epoch.name_len, "new", 3);
+	record_set_string(&new_epoch.u.epoch.description, &new_epoch.u.epoch.description_len, "",
+	                  0);
+	new_epoch.u.epoch.has_supersedes = true;
+	memcpy(new_epoch.u.epoch.supersedes, old_id, STEMEDB_HASH_LEN);
+	put_record(f, &new_epoch, 1, new_id);
+	commit_batch(f, 0);
+
+	memcpy(prefix + 1, old_id, STEMEDB_HASH_LEN);
+	scan_records_prefix(f, prefix, sizeof(prefix), &keys);
+	if (keys.count != 1)
+		fail_msg("saw %zu superseded-by keys of the old epoch, expected 1", keys.count);
+	assert_memory_equal(keys.keys[0] + 1 + STEMEDB_HASH_LEN, new_id, STEMEDB_HASH_LEN);
+
+	memcpy(prefix + 1, new_id, STEMEDB_HASH_LEN);
+	scan_records_prefix(f, prefix, sizeof(prefix), &keys);
+	if (keys.count != 0)
+		fail_msg("saw %zu superseded-by keys of the new epoch, expected 0", keys.count);
+	record_free(&old_epoch);
+	record_free(&new_epoch);
+}
+
+static void test_alias_writes_key_each_way(void **state)
+{
+	struct fixture *f = *state;
+	struct record r;
+	uint8_t id[STEMEDB_HASH_LEN];
+	struct buf prefix;
+	struct key_list keys;
+
+	record_init(&r, STEMEDB_RECORD_ALIAS);
+	record_set_string(&r.u.alias.subject_a, &r.u.alias.subject_a_len, "brand", 5);
+	record_set_string(&r.u.alias.subject_b, &r.u.alias.subject_b_len, "ingredient", 10);
+	put_record(f, &r, 2, id);
+	commit_batch(f, 0);
+	buf_init(&prefix);
+
+	store_alias_prefix(&prefix, "brand", 5);
+	scan_records_prefix(f, prefix.data, prefix.len, &keys);
+	if (keys.count != 1 || keys.lens[0] != prefix.len + 10 ||
+	    memcmp(keys.keys[0] + prefix.len, "ingredient", 10) != 0)
+		fail_msg("alias keys of 'brand': %zu, expected one naming 'ingredient'",
+		         keys.count);
+
+	buf_reset(&prefix);
+	store_alias_prefix(&prefix, "ingredient", 10);
+	scan_records_prefix(f, prefix.data, prefix.len, &keys);
+	if (keys.count != 1 || memcmp(keys.keys[0] + prefix.len, "brand", 5) != 0)
+		fail_msg("alias keys of 'ingredient': %zu, expected one naming 'brand'",
+		         keys.count);
+
+	/* "bran" is a byte prefix of "brand" but its length field differs. */
+	buf_reset(&prefix);
+	store_alias_prefix(&prefix, "bran", 4);
+	scan_records_prefix(f, prefix.data, prefix.len, &keys);
+	if (keys.count != 0)
+		fail_msg("alias keys of 'bran': %zu, expected 0", keys.count);
+	buf_free(&prefix);
+	record_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -331,6 +437,8 @@ int main(void)
 	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_cosignature_of_missing_assertion_stores_record,
 	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_epoch_writes_superseded_key, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_alias_writes_key_each_way, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
