@@ -217,6 +217,15 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                NULL,
 	                                "seconds that query audit records are kept; when not 0, "
 	                                "replaces AUDIT_RETENTION_DAYS"};
+	o[n++] = (struct config_option){"STEMEDB_HTTP2_LISTEN",
+	                                "http2-listen",
+	                                CONFIG_STRING,
+	                                &cfg->http2_listen,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
 	return n;
 }
 

@@ -35,6 +35,7 @@ struct api_config {
 	uint64_t ipc_max_frame; /* frame limit of api.sock, in bytes */
 	uint64_t audit_retention_days;
 	uint64_t audit_retention_seconds; /* when not 0, replaces audit_retention_days */
+	char *http2_listen;               /* empty: no HTTP/2 listener */
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

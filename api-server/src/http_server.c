@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_h2.h"
 #include "http_handlers.h"
 #include "http_openapi.h"
 #include "http_util.h"
@@ -151,6 +152,7 @@ struct http_server {
 	size_t worker_count;
 	atomic_uint_fast64_t in_flight;
 	atomic_size_t stopped_workers;
+	struct http_h2_front *h2; /* NULL unless STEMEDB_HTTP2_LISTEN is set */
 };
 
 uint64_t http_now_ns(void)
@@ -610,6 +612,22 @@ static void *http_worker_main(void *arg)
 	return NULL;
 }
 
+/* Starts the HTTP/2 front when STEMEDB_HTTP2_LISTEN is set. It forwards to the
+ * HTTP/1.1 listener, so it applies the same limits as HTTP/1.1. */
+static bool http_server_start_h2(struct http_server *server, char *err, size_t err_size)
+{
+	const struct api_config *cfg = server->state->config;
+	struct http_h2_limits limits = {.max_body_bytes = cfg->max_batch_body_bytes,
+	                                .max_header_bytes = cfg->max_header_bytes,
+	                                .max_streams = 100,
+	                                .idle_timeout_ms = cfg->idle_timeout_ms};
+
+	if (cfg->http2_listen[0] == '\0')
+		return true;
+	server->h2 = http_h2_front_start(cfg->http2_listen, cfg->listen, &limits, err, err_size);
+	return server->h2 != NULL;
+}
+
 struct http_server *http_server_start(struct api_state *state, char *err, size_t err_size)
 {
 	struct http_server *server = calloc(1, sizeof(*server));
@@ -644,6 +662,11 @@ struct http_server *http_server_start(struct api_state *state, char *err, size_t
 		w->thread_started = true;
 	}
 	close(listen_fd);
+
+	if (!http_server_start_h2(server, err, err_size)) {
+		http_server_free(server, 0);
+		return NULL;
+	}
 	return server;
 }
 
@@ -671,6 +694,8 @@ void http_server_free(struct http_server *server, uint64_t grace_ms)
 	struct timeval grace;
 
 	timeval_from_ms(&grace, grace_ms);
+	if (server->h2 != NULL)
+		http_h2_front_stop(server->h2);
 	for (size_t i = 0; i < server->worker_count; i++) {
 		struct http_worker *w = &server->workers[i];
 

@@ -55,6 +55,7 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_IPC_MAX_FRAME_BYTES",
         "STEMEDB_AUDIT_RETENTION_DAYS",
         "STEMEDB_AUDIT_RETENTION_SECONDS",
+        "STEMEDB_HTTP2_LISTEN",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };
