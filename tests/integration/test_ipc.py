@@ -113,7 +113,9 @@ def test_checkpoint(shared_node, subject, tmp_path):
 def test_compact_and_rebuild(shared_node, subject):
     for i in range(20):
         post(shared_node, subject, f"v{i}")
-    before = shared_node.get("/v1/query", params={"subject": subject, "predicate": "ipc/value"})
+    # A fixed as_of keeps reference_time and decay identical between the two reads.
+    params = {"subject": subject, "predicate": "ipc/value", "as_of": int(time.time()) + 3600}
+    before = shared_node.get("/v1/query", params=params)
     assert before.status_code == 200, before.text
 
     _, compacted, _ = ctl(shared_node, "compact", timeout_ms=120000)
@@ -130,7 +132,7 @@ def test_compact_and_rebuild(shared_node, subject):
         time.sleep(0.1)
     assert progress["state"] == "done", progress
     assert progress["assertions_done"] >= 20, progress
-    after = shared_node.get("/v1/query", params={"subject": subject, "predicate": "ipc/value"})
+    after = shared_node.get("/v1/query", params=params)
     # Every read gets its own audit record id, so query_id is left out of the comparison.
     assert {k: v for k, v in after.json().items() if k != "query_id"} == \
         {k: v for k, v in before.json().items() if k != "query_id"}, (before.text, after.text)
