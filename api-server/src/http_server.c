@@ -359,6 +359,24 @@ static enum route_id route_match(const char *path, int method)
 	return first;
 }
 
+/* Returns the Allow header value of a route: the methods of every route with the same
+ * path template (/v1/sources takes GET and POST). */
+static const char *route_allowed_methods(const struct route *route)
+{
+	bool get = false;
+	bool post = false;
+
+	for (int i = 0; i < ROUTE_UNMATCHED; i++) {
+		if (strcmp(routes[i].label, route->label) != 0)
+			continue;
+		get = get || routes[i].method == HTTP_METHOD_GET;
+		post = post || routes[i].method == HTTP_METHOD_POST;
+	}
+	if (get && post)
+		return "GET, HEAD, POST";
+	return get ? "GET, HEAD" : "POST";
+}
+
 static void http_dispatch(struct http_call *call)
 {
 	const struct route *route = &routes[call->route];
@@ -373,11 +391,12 @@ static void http_dispatch(struct http_call *call)
 		return;
 	}
 	if (method != route->method) {
-		evhttp_add_header(evhttp_request_get_output_headers(call->req), "Allow",
-		                  route->method == HTTP_METHOD_GET ? "GET, HEAD" : "POST");
+		const char *allow = route_allowed_methods(route);
+
+		evhttp_add_header(evhttp_request_get_output_headers(call->req), "Allow", allow);
 		http_reply_error(call, 405, "method_not_allowed", NULL,
 		                 "%s is not allowed on %s; use %s.", call->method_name,
-		                 route->label, method_names[route->method]);
+		                 route->label, allow);
 		return;
 	}
 	route->handler(call);

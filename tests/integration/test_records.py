@@ -3,7 +3,7 @@
 import pytest
 
 import stemedb_records
-from claims import BASE_TIME, agent_id, boolean, expected_hash, seed, signed, text
+from claims import BASE_TIME, agent_id, boolean, cosigned, expected_hash, seed, signed, text
 
 
 def store(node, assertion):
@@ -577,3 +577,23 @@ def test_vote_lens_in_prefix_query(shared_node, subject):
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["winner"]["hash"] for r in results] == [older], results
+
+
+def test_sources_allow_header_lists_both(shared_node):
+    response = shared_node.request("PUT", "/v1/sources", json={})
+    votes = shared_node.request("DELETE", f"/v1/assertions/{'ab' * 32}/votes")
+
+    assert response.status_code == 405, response.text
+    assert response.headers["Allow"] == "GET, HEAD, POST", response.headers
+    assert votes.status_code == 405, votes.text
+    assert votes.headers["Allow"] == "GET, HEAD", votes.headers
+
+
+def test_cosignature_on_full_signer_list_409(shared_node, subject):
+    full = cosigned(list(range(1, 17)), subject, "p", text("a"))
+    target = store(shared_node, full)
+    body = stemedb_records.make_cosignature(seed(17), target, BASE_TIME + 1)
+
+    response = shared_node.post(f"/v1/assertions/{target}/signatures", json=body)
+
+    assert_error(response, 409, "too_many_signatures")
