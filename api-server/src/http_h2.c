@@ -407,9 +407,18 @@ static void h2_session_flush(struct h2_session *s)
 	while ((n = nghttp2_session_mem_send(s->ng, &data)) > 0)
 		bufferevent_write(s->bev, data, (size_t)n);
 
-	if (n < 0 || (!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng) &&
-	              evbuffer_get_length(bufferevent_get_output(s->bev)) == 0))
+	if (n < 0) {
 		h2_session_free(s);
+		return;
+	}
+
+	/* After a GOAWAY nghttp2 wants neither, and the socket closes once the output
+	 * has been written. */
+	if (!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng)) {
+		s->closing = true;
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+			h2_session_free(s);
+	}
 }
 
 /* Finds "Name: value" in an HTTP/1.1 head, case-insensitively; copies the value. */

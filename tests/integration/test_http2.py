@@ -1,0 +1,156 @@
+"""HTTP/2 (h2c) on STEMEDB_HTTP2_LISTEN, driven by the nghttp and h2load clients of
+Debian's nghttp2-client package."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from claims import expected_hash, signed, text
+from node import Node, free_port
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("nghttp") is None or shutil.which("h2load") is None,
+    reason="nghttp2-client (nghttp, h2load) is not installed; run make deps")
+
+BATCH_LIMIT = 262144
+
+
+@pytest.fixture(scope="module")
+def h2_node(tmp_path_factory):
+    port = free_port()
+    node = Node(tmp_path_factory.mktemp("h2node"),
+                env={"STEMEDB_HTTP2_LISTEN": f"127.0.0.1:{port}",
+                     "STEMEDB_MAX_BATCH_BODY_BYTES": str(BATCH_LIMIT)}).start()
+    node.h2_url = f"http://127.0.0.1:{port}"
+    node.h2_port = port
+    yield node
+    code = node.stop()
+    assert code == 0, f"stemedb-api exited with {code} on SIGTERM; log:\n{node.log()}"
+
+
+def nghttp(url, *args):
+    """Runs nghttp -v and returns (statuses by stream id, output)."""
+    done = subprocess.run(["nghttp", "-v", *args, url], capture_output=True, text=True,
+                          timeout=30)
+    statuses = [int(s) for s in re.findall(r"recv \(stream_id=\d+\) :status: (\d+)", done.stdout)]
+    return statuses, done.stdout + done.stderr
+
+
+def last_json(output):
+    """Returns the last line of nghttp output that is a JSON object."""
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON body in the nghttp output:\n{output}"
+    # A body without a final newline runs into nghttp's next log line.
+    return json.JSONDecoder().raw_decode(lines[-1])[0]
+
+
+def test_prior_knowledge_get(h2_node):
+    statuses, output = nghttp(h2_node.h2_url + "/v1/health")
+
+    assert statuses == [200], output
+    assert last_json(output)["status"] == "healthy", output
+
+
+def test_upgrade_get(h2_node):
+    statuses, output = nghttp(h2_node.h2_url + "/v1/ready", "-u")
+
+    assert "HTTP Upgrade success" in output, output
+    assert statuses == [200], output
+    assert last_json(output) == {"ready": True}, output
+
+
+def test_signed_post_then_http1_read(h2_node, tmp_path, subject):
+    assertion = signed(1, subject, "capital", text("Sucre"))
+    body = tmp_path / "assertion.json"
+    body.write_text(json.dumps(assertion))
+
+    statuses, output = nghttp(h2_node.h2_url + "/v1/assert", "-d", str(body),
+                              "-H", "content-type: application/json")
+    stored = h2_node.get(f"/v1/assertions/{expected_hash(assertion)}")
+
+    assert statuses == [201], output
+    assert last_json(output)["hash"] == expected_hash(assertion), output
+    assert stored.status_code == 200, stored.text
+
+
+def test_errors_keep_status_and_body(h2_node):
+    statuses, output = nghttp(h2_node.h2_url + "/v1/query?subject=x")
+
+    assert statuses == [400], output
+    assert last_json(output)["error"]["code"] == "missing_parameter", output
+
+
+def test_concurrent_streams_h2load(h2_node):
+    done = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "20",
+                           h2_node.h2_url + "/v1/health"],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"400 succeeded, 0 failed, 0 errored", done.stdout), done.stdout
+    assert re.search(r"status codes: 400 2xx", done.stdout), done.stdout
+
+
+def test_oversized_body_413(h2_node, tmp_path):
+    body = tmp_path / "big.json"
+    body.write_text('{"assertions": [' + " " * (BATCH_LIMIT + 10) + "]}")
+
+    statuses, output = nghttp(h2_node.h2_url + "/v1/assert/batch", "-d", str(body),
+                              "-H", "content-type: application/json")
+
+    assert statuses == [413], output[-2000:]
+    assert last_json(output)["error"]["code"] == "payload_too_large", output[-2000:]
+
+
+def raw_exchange(port, data):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        received = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return received
+            received += chunk
+
+
+def test_malformed_preface_rejected(h2_node):
+    received = raw_exchange(h2_node.h2_port, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + b"\0" * 64)
+
+    assert received.startswith(b"HTTP/1.1 400 "), received
+    assert b":status" not in received, received
+
+
+def test_garbage_after_preface_goaway(h2_node):
+    # A valid preface, then frame headers with length 0xffffff and frame type 0xff
+    # on stream 0 before any SETTINGS frame.
+    garbage = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff\xff\xff\x00\x00\x00\x00\x00\x00" * 4
+    received = raw_exchange(h2_node.h2_port, garbage)
+
+    # The server's SETTINGS frame (type 0x4) comes first, and a GOAWAY (type 0x7) ends it.
+    frame_types = []
+    offset = 0
+    while offset + 9 <= len(received):
+        length = int.from_bytes(received[offset:offset + 3], "big")
+        frame_types.append(received[offset + 3])
+        offset += 9 + length
+    assert frame_types and frame_types[0] == 0x4, received
+    assert 0x7 in frame_types, (frame_types, received)
+    assert 0x1 not in frame_types, (frame_types, received)
+
+
+def test_http1_without_upgrade_400(h2_node):
+    received = raw_exchange(h2_node.h2_port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert received.startswith(b"HTTP/1.1 400 "), received
+    assert b"Upgrade: h2c" in received, received
+
+
+def test_disabled_by_default(fresh_node):
+    fresh_node.start()
+    health = fresh_node.get("/v1/health")
+
+    assert health.status_code == 200, health.text
+    assert "HTTP/2" not in fresh_node.log(), fresh_node.log()
