@@ -41,6 +41,9 @@ void http_handle_audit_query(struct http_call *call);
 /* http_feed.c */
 void http_handle_feed(struct http_call *call);
 
+/* http_agents.c */
+void http_handle_agent(struct http_call *call);
+
 /* http_ops.c */
 void http_handle_health(struct http_call *call);
 void http_handle_ready(struct http_call *call);

@@ -11,6 +11,7 @@
 #include "http_records.h"
 #include "http_util.h"
 #include "lens.h"
+#include "trust.h"
 #include "stemedb/hex.h"
 #include "stemedb/json_codec.h"
 #include "stemedb/log.h"
@@ -86,6 +87,8 @@ static bool read_options(struct http_call *call, const struct http_query *q, str
 		}
 		rp->lens_params.decay = strcmp(p->value, "true") == 0;
 	}
+	rp->lens_params.trust = trust_lens_lookup;
+	rp->lens_params.trust_ctx = call->state->store;
 	rp->lens_params.votes = http_records_vote_sum;
 	rp->lens_params.votes_ctx = call->state->store;
 	if ((p = http_query_get(q, "include_superseded")) != NULL) {

@@ -22,6 +22,7 @@
 #include "stemedb/ipc.h"
 #include "stemedb/log.h"
 #include "stemedb/metrics.h"
+#include "trust.h"
 #include "wal.h"
 
 #ifndef STEMEDB_VERSION
@@ -640,6 +641,49 @@ static void start_rebuild(struct ipc_api *api, struct ipc_conn *conn, uint64_t r
 	free(progress.error);
 }
 
+/* Stores an admin's trust outcome. The write syncs RocksDB's WAL before the reply, so
+ * an acknowledged outcome survives a crash. */
+static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
+                                 const ipc_envelope *request)
+{
+	const Stemedb__Ipc__V1__RecordTrustOutcomeRequest *req =
+	        request->record_trust_outcome_request;
+	ipc_envelope reply = STEMEDB__IPC__V1__ENVELOPE__INIT;
+	Stemedb__Ipc__V1__RecordTrustOutcomeResponse res =
+	        STEMEDB__IPC__V1__RECORD_TRUST_OUTCOME_RESPONSE__INIT;
+	uint8_t id[TRUST_OUTCOME_ID_LEN];
+	struct trust_summary summary;
+	bool created = false;
+	size_t note_len = req->note != NULL ? strlen(req->note) : 0;
+
+	if (req->agent_id.len != STEMEDB_AGENT_ID_LEN || note_len > TRUST_NOTE_MAX) {
+		ipc_conn_reply_error(conn, request->request_id, ERR(INVALID_ARGUMENT),
+		                     "agent_id is %zu bytes and note %zu bytes; send a 32-byte "
+		                     "agent id and a note of at most %d bytes",
+		                     req->agent_id.len, note_len, TRUST_NOTE_MAX);
+		return;
+	}
+	if (trust_record_outcome(api->state->store, req->agent_id.data, req->accurate, req->note,
+	                         note_len, req->timestamp, id, &created) != STORE_OK ||
+	    trust_of_agent(api->state->store, req->agent_id.data, (uint64_t)time(NULL),
+	                   &summary) != STORE_OK) {
+		ipc_conn_reply_error(conn, request->request_id, ERR(INTERNAL),
+		                     "storing the trust outcome failed; see the stemedb-api log");
+		return;
+	}
+	res.created = created;
+	log_info("recorded a %s trust outcome for an agent (created: %s, trust now %.4f)",
+	         req->accurate ? "accurate" : "inaccurate", res.created ? "yes" : "no",
+	         summary.trust);
+	res.outcome_id.data = id;
+	res.outcome_id.len = sizeof(id);
+	res.trust = summary.trust;
+	reply.request_id = request->request_id;
+	reply.body_case = BODY(RECORD_TRUST_OUTCOME_RESPONSE);
+	reply.record_trust_outcome_response = &res;
+	ipc_conn_reply(conn, &reply);
+}
+
 /* ---- dispatch and lifecycle ---- */
 
 static void handle_request(void *ctx, struct ipc_conn *conn, const ipc_envelope *request)
@@ -674,6 +718,9 @@ static void handle_request(void *ctx, struct ipc_conn *conn, const ipc_envelope 
 		break;
 	case BODY(SUBSCRIBE_REQUEST):
 		reply_subscribe(api, conn, id);
+		break;
+	case BODY(RECORD_TRUST_OUTCOME_REQUEST):
+		record_trust_outcome(api, conn, request);
 		break;
 	default:
 		log_warn("api.sock: request type %d from pid %d is not served here",

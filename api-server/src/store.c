@@ -1625,3 +1625,24 @@ enum store_result store_subject_prefix_pairs(struct store *s,
 	buf_free(&target);
 	return rc;
 }
+
+/* ---- durable view records: trust outcomes ---- */
+
+enum store_result store_put_view_durable(struct store *s, const void *key, size_t key_len,
+                                         const void *value, size_t value_len)
+{
+	rocksdb_writeoptions_t *options = rocksdb_writeoptions_create();
+	char *error = NULL;
+
+	/* Trust outcomes are in no StemeDB WAL, so this write goes through RocksDB's WAL
+	 * and syncs it before returning: the caller acknowledges the record afterwards. */
+	rocksdb_writeoptions_set_sync(options, 1);
+	rocksdb_put_cf(s->db, options, s->cf[CF_VIEWS], key, key_len, value, value_len, &error);
+	rocksdb_writeoptions_destroy(options);
+	if (error != NULL) {
+		log_error("rocksdb_put_cf() of a view record to %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}

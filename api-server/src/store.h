@@ -207,4 +207,10 @@ enum store_result store_subject_prefix_pairs(struct store *s,
                                              const struct store_pair_filter *filter,
                                              store_pair_fn fn, void *ctx);
 
+/* Writes one key of the views family with RocksDB's WAL synced, for records that no
+ * StemeDB WAL carries (trust outcomes: 'o' agent id, timestamp u64 BE, id (16 B)). */
+#define STORE_VIEW_TRUST_OUTCOME 'o'
+enum store_result store_put_view_durable(struct store *s, const void *key, size_t key_len,
+                                         const void *value, size_t value_len);
+
 #endif

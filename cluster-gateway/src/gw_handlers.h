@@ -13,5 +13,7 @@ void gw_handle_cluster_status(struct gw_request *r);
 void gw_handle_admin_compact(struct gw_request *r);
 void gw_handle_admin_rebuild(struct gw_request *r);
 void gw_handle_admin_backup(struct gw_request *r);
+/* gw_trust.c */
+void gw_handle_admin_trust_outcome(struct gw_request *r);
 
 #endif

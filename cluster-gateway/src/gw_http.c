@@ -53,6 +53,8 @@ static const struct route routes[GW_ROUTE_UNMATCHED] = {
                                     gw_handle_admin_rebuild},
         [GW_ROUTE_ADMIN_BACKUP] = {"/v1/admin/backup", EVHTTP_REQ_POST, "POST",
                                    gw_handle_admin_backup},
+        [GW_ROUTE_ADMIN_TRUST_OUTCOME] = {"/v1/admin/trust/outcome", EVHTTP_REQ_POST, "POST",
+                                          gw_handle_admin_trust_outcome},
 };
 
 static const char *const route_labels[GW_ROUTE_COUNT] = {
@@ -63,6 +65,7 @@ static const char *const route_labels[GW_ROUTE_COUNT] = {
         [GW_ROUTE_ADMIN_COMPACT] = "/v1/admin/compact",
         [GW_ROUTE_ADMIN_REBUILD] = "/v1/admin/indexes/rebuild",
         [GW_ROUTE_ADMIN_BACKUP] = "/v1/admin/backup",
+        [GW_ROUTE_ADMIN_TRUST_OUTCOME] = "/v1/admin/trust/outcome",
         [GW_ROUTE_UNMATCHED] = "unmatched",
 };
 
