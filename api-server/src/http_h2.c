@@ -7,6 +7,8 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -662,12 +664,17 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)front->limits.max_header_bytes}};
 	struct timeval idle = {(time_t)(front->limits.idle_timeout_ms / 1000),
 	                       (suseconds_t)(front->limits.idle_timeout_ms % 1000) * 1000};
+	int one = 1;
 
 	(void)listener;
 	(void)sa;
 	(void)salen;
 	if (s == NULL)
 		abort();
+
+	/* Frames are written as soon as a response is ready, so Nagle's algorithm would
+	 * hold small responses back until the client's delayed ACK (about 40 ms). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	s->front = front;
 	s->bev = bufferevent_socket_new(front->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL || nghttp2_session_server_new(&s->ng, cb, s) != 0)
