@@ -10,7 +10,7 @@ import time
 import pytest
 
 import stemedb_records
-from claims import BASE_TIME, expected_hash, seed, signed, text
+from claims import BASE_TIME, agent_id, expected_hash, seed, signed, text
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC_PATH = os.path.join(REPO, "api-server", "openapi.json")
@@ -165,6 +165,7 @@ def valid_request(op, r):
         ("GET", "/v1/audit/queries"): ("/v1/audit/queries", {"limit": "5"}, None),
         ("GET", "/v1/audit/query/{id}"): (f"/v1/audit/query/{r['query_id']}", None, None),
         ("GET", "/v1/feed"): ("/v1/feed", {"limit": "5"}, None),
+        ("GET", "/v1/agents/{agent_id}"): (f"/v1/agents/{agent_id(1)}", None, None),
         ("GET", "/v1/subjects/{subject}"): (
             "/v1/subjects/" + subject.replace("/", "%2F"), None, None),
         ("GET", "/v1/health"): ("/v1/health", None, None),
