@@ -9,6 +9,9 @@
  *   views       secondary indexes of the read-side views, empty values; the key's
  *               first byte names the index (STORE_VIEW_* in store.h)
  *   audit       query audit records and their indexes, written by the audit thread
+ *   records     signed records other than assertions: type byte || id -> record envelope,
+ *               plus the supersession and alias index keys (store.h lists them)
+ *   votes       assertion hash || voter || timestamp u64 BE || vote id -> weight i32 LE
  *
  * Subjects and predicates never contain NUL, so the two separators make the prefix of a
  * (subject, predicate) unambiguous, and keys inside it sort by timestamp, then hash.
