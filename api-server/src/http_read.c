@@ -378,8 +378,9 @@ void http_handle_query(struct http_call *call)
 	lens_resolve(rp.lens, list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_query(&w, &rp, &list, &result);
-	http_reply_text(call, 200, &body);
+	/* The audit entry is queued before the reply, because replying frees the call. */
 	http_audit_submit_lens(call, &entry, &list, &result);
+	http_reply_text(call, 200, &body);
 
 	lens_result_free(&result);
 	candidate_list_free(&list);
@@ -500,11 +501,11 @@ void http_handle_skeptic(struct http_call *call)
 	skeptic_analyze(list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_skeptic(&w, &rp, &list, &result);
-	http_reply_text(call, 200, &body);
 	http_audit_submit_claims(call, &entry, &list, &rp.lens_params,
 	                         result.claims.count > 0
 	                                 ? &list.items[result.claims.claims[0].representative]
 	                                 : NULL);
+	http_reply_text(call, 200, &body);
 
 	skeptic_result_free(&result);
 	candidate_list_free(&list);
