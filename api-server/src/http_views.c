@@ -13,6 +13,7 @@
 #include "stemedb/hex.h"
 #include "stemedb/json_codec.h"
 #include "stemedb/log.h"
+#include "stemedb/record_json.h"
 
 #define TRACE_DEPTH_DEFAULT 10
 #define TRACE_DEPTH_MAX     100
@@ -86,7 +87,7 @@ static void write_layered(struct json_writer *w, const struct read_params *rp,
 	json_writer_object_end(w);
 }
 
-/* The representative candidate of the overall answer, or NULL without candidates. */
+/* The representative candidate of the overall result, or NULL without candidates. */
 static const struct candidate *layered_answer(const struct layered_result *result)
 {
 	const struct layered_tier *top = &result->tiers[0];
@@ -123,8 +124,9 @@ void http_handle_layered(struct http_call *call)
 	lens_layered(list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
 	write_layered(&w, &rp, &list, &result);
-	http_reply_text(call, 200, &body);
+	/* Before the reply, because http_reply_text frees the call. */
 	http_audit_submit_claims(call, &entry, &list, &rp.lens_params, layered_answer(&result));
+	http_reply_text(call, 200, &body);
 
 	layered_result_free(&result);
 	candidate_list_free(&list);
@@ -324,6 +326,27 @@ done:
 	return ok;
 }
 
+/* The source record registered under hash, without its content, or null when the hash
+ * is all zeros or no source is registered under it on this node. */
+static json_t *trace_source(struct trace *t, const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	static const uint8_t none[STEMEDB_HASH_LEN] = {0};
+	struct hlc_stamp hlc;
+	enum store_result rc;
+	struct record r;
+	json_t *out;
+
+	if (memcmp(hash, none, STEMEDB_HASH_LEN) == 0)
+		return json_null();
+	record_init(&r, STEMEDB_RECORD_SOURCE);
+	rc = store_get_record(t->call->state->store, STEMEDB_RECORD_SOURCE, hash, &r, &hlc);
+	if (rc == STORE_ERROR)
+		t->failed = true;
+	out = rc == STORE_OK ? record_to_json(&r, hash, false) : json_null();
+	record_free(&r);
+	return out;
+}
+
 static json_t *build_trace(struct trace *t, const uint8_t hash[STEMEDB_HASH_LEN],
                            const struct assertion *root)
 {
@@ -337,10 +360,9 @@ static json_t *build_trace(struct trace *t, const uint8_t hash[STEMEDB_HASH_LEN]
 	json_object_set_new(body, "descendants", trace_descendants(t, hash));
 	json_object_set_new(body, "truncated", json_boolean(t->truncated));
 
-	/* TODO: include the registered source record once the sources column family has a
-	 * read function; until then the trace shows only its hash. */
 	hex_encode(root->source_hash, STEMEDB_HASH_LEN, source);
 	json_object_set_new(body, "source_hash", json_string(source));
+	json_object_set_new(body, "source", trace_source(t, root->source_hash));
 	return body;
 }
 

@@ -156,6 +156,28 @@ def test_trace_depth_limit(shared_node, lineage):
     assert up["truncated"] is True, up
 
 
+def test_trace_shows_registered_source(shared_node, subject):
+    import stemedb_records
+    from claims import seed
+
+    source = stemedb_records.make_signed("source", [seed(6)], {
+        "uri": f"https://example.org/{subject}", "title": "label", "timestamp": BASE_TIME})
+    response = shared_node.post("/v1/sources", json=source)
+    assert response.status_code == 201, response.text
+    source_hash = response.json()["id"]
+    claim = signed(1, subject, "dose_mg", number(5), source_hash=source_hash)
+    unsourced = signed(1, subject, "dose_mg", number(6))
+    write_all(shared_node, [claim, unsourced])
+
+    body = trace(shared_node, expected_hash(claim))
+    plain = trace(shared_node, expected_hash(unsourced))
+
+    assert body["source_hash"] == source_hash, body
+    assert body["source"]["id"] == source_hash, body["source"]
+    assert body["source"]["uri"] == f"https://example.org/{subject}", body["source"]
+    assert plain["source"] is None, plain
+
+
 def test_trace_missing_parent(shared_node, subject):
     orphan = signed(1, subject, "dose_mg", number(5), parent_hash="ab" * 32)
     write_all(shared_node, [orphan])
