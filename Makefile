@@ -135,11 +135,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBS_ALL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKG) -lcmocka
 
 # Every test layer runs even when an earlier one fails, and the exit code reports
-# whether any failed.
+# whether any failed. The short fuzz run goes first so that the test runner's
+# summary line is the last line of the output.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@status=0; scripts/run-tests.sh "$(BUILD)" || status=1; \
-	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 || status=1; exit $$status
+	@status=0; $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 || status=1; \
+	  scripts/run-tests.sh "$(BUILD)" || status=1; exit $$status
 
 unit-test: all
 	@scripts/run-tests.sh "$(BUILD)" unit
