@@ -52,6 +52,7 @@
 #define WAL_MAGIC        "STMWAL01"
 #define WAL_VERSION      1
 #define WAL_NAME_LEN     20 /* 16 hex digits and ".wal" */
+#define WAL_TMP_SUFFIX   ".tmp"
 #define WAL_RESTORE_HINT "restore the node as described in docs/operations/restore.md"
 
 struct wal_segment {
@@ -169,6 +170,26 @@ static enum wal_result sync_dir(struct wal *w)
 	return WAL_OK;
 }
 
+/* A segment whose creation was interrupted before it got its final name. */
+static bool is_leftover_tmp(const char *name)
+{
+	size_t len = strlen(name);
+	size_t suffix_len = strlen(WAL_TMP_SUFFIX);
+
+	return len == WAL_NAME_LEN + suffix_len && strcmp(name + WAL_NAME_LEN, WAL_TMP_SUFFIX) == 0;
+}
+
+static void remove_leftover_tmp(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (unlink(path) == 0)
+		log_warn("removed %s, a WAL segment whose creation was interrupted", path);
+	else
+		log_error("unlink() of %s failed: %s", path, strerror(errno));
+}
+
 static bool parse_segment_name(const char *name, uint64_t *base)
 {
 	uint64_t value = 0;
@@ -220,6 +241,10 @@ static enum wal_result list_segments(const char *dir, uint64_t **bases, size_t *
 	while ((entry = readdir(d)) != NULL) {
 		uint64_t base;
 
+		if (entry->d_type != DT_DIR && is_leftover_tmp(entry->d_name)) {
+			remove_leftover_tmp(dir, entry->d_name);
+			continue;
+		}
 		if (entry->d_type == DT_DIR || !parse_segment_name(entry->d_name, &base)) {
 			continue;
 		}
@@ -406,22 +431,36 @@ static enum wal_result write_segment_header(int fd, const char *path, uint64_t b
 	return WAL_OK;
 }
 
-/* Creates the segment with this base offset and makes it the active one. */
+/* Creates the segment with this base offset and makes it the active one. The header
+ * is written under a temporary name and the file renamed into place, so that a reader
+ * listing the directory (stemedb-walarchiver, stemedb-ctl) never sees a segment
+ * without its header. */
 static enum wal_result create_segment(struct wal *w, uint64_t base)
 {
 	char path[PATH_MAX];
+	char tmp_path[PATH_MAX + 8];
 	int fd;
 	enum wal_result rc;
 
 	segment_path(w, base, path, sizeof(path));
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	snprintf(tmp_path, sizeof(tmp_path), "%s%s", path, WAL_TMP_SUFFIX);
+	(void)unlink(tmp_path);
+	fd = open(tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0) {
-		log_error("open() to create WAL segment %s failed: %s", path, strerror(errno));
+		log_error("open() to create WAL segment %s failed: %s", tmp_path, strerror(errno));
 		w->failed = true;
 		return WAL_IO_ERROR;
 	}
 
-	rc = write_segment_header(fd, path, base);
+	rc = write_segment_header(fd, tmp_path, base);
+	if (rc == WAL_OK && link(tmp_path, path) != 0) {
+		/* link() rather than rename(), because it fails instead of replacing an
+		 * existing segment of the same name. */
+		log_error("link() of WAL segment %s to %s failed: %s", tmp_path, path,
+		          strerror(errno));
+		rc = WAL_IO_ERROR;
+	}
+	(void)unlink(tmp_path);
 	if (rc != WAL_OK) {
 		close(fd);
 		w->failed = true;

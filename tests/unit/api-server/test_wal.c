@@ -483,6 +483,34 @@ static void test_wal_empty_directory(void **state)
 	wal_close(w);
 }
 
+/* A segment whose creation stopped before its rename is left as NAME.wal.tmp; opening
+ * the WAL removes it and never treats it as a segment. */
+static void test_wal_leftover_tmp_removed(void **state)
+{
+	struct fixture *f = *state;
+	char path[PATH_MAX], tmp_path[PATH_MAX + 8];
+	struct wal_stats stats;
+	struct wal *w;
+	FILE *tmp;
+
+	assert_int_equal(mkdir(f->dir, 0750), 0);
+	w = open_wal(f->dir, 0);
+	wal_close(w);
+	segment_file(f->dir, 0x1000, path, sizeof(path));
+	snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path);
+	tmp = fopen(tmp_path, "w");
+	assert_non_null(tmp);
+	fputs("STMW", tmp);
+	fclose(tmp);
+
+	w = open_wal(f->dir, 0);
+	wal_get_stats(w, &stats);
+	assert_int_equal(stats.segments, 1);
+	assert_int_equal(stats.end_offset, 0);
+	assert_int_equal(access(tmp_path, F_OK), -1);
+	wal_close(w);
+}
+
 static void test_wal_missing_directory(void **state)
 {
 	struct fixture *f = *state;
@@ -703,6 +731,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_wal_sealed_torn_header, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_wal_missing_middle_segment, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_wal_empty_directory, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_wal_leftover_tmp_removed, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_wal_missing_directory, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_wal_initial_offset, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_wal_zero_byte_last_segment, setup, teardown),
