@@ -736,8 +736,8 @@ enum store_result store_flush(struct store *s, char *err, size_t err_size)
 	/* The cursor (default) goes last: a crash between two flushes then leaves data ahead
 	 * of the cursor, which replay rewrites harmlessly, never a cursor ahead of data. The
 	 * RocksDB 7.8 C API has no call that flushes several column families at once. */
-	static const enum store_cf ORDER[CF_COUNT] = {CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS,
-	                                              CF_AUDIT, CF_RECORDS, CF_VOTES, CF_DEFAULT};
+	static const enum store_cf ORDER[CF_COUNT] = {
+	        CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS, CF_AUDIT, CF_RECORDS, CF_VOTES, CF_DEFAULT};
 	rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
 	enum store_result rc = STORE_OK;
 
@@ -916,9 +916,10 @@ static enum store_result write_batch(struct store *s, rocksdb_writebatch_t *wb)
 	return STORE_OK;
 }
 
-/* Computes the sp_index key and value of a stored envelope. */
+/* Builds the sp_index key and value of a stored assertion. When views is not NULL, also
+ * adds the assertion's view keys (revision, agent and feed indexes) to it. */
 static bool index_entry(const uint8_t *envelope, size_t len, const uint8_t *hash, struct buf *key,
-                        struct buf *value)
+                        struct buf *value, struct store_batch *views)
 {
 	struct assertion a;
 	struct hlc_stamp hlc;
@@ -927,6 +928,9 @@ static bool index_entry(const uint8_t *envelope, size_t len, const uint8_t *hash
 
 	assertion_init(&a);
 	ok = assertion_decode_envelope(envelope, len, &a, &hlc);
+	if (ok && views != NULL) {
+		batch_put_view_keys(views, hash, &a, &hlc);
+	}
 	if (ok) {
 		memset(&c, 0, sizeof(c));
 		candidate_from_assertion(&c, &a, hash, &hlc);
@@ -940,11 +944,32 @@ static bool index_entry(const uint8_t *envelope, size_t len, const uint8_t *hash
 	return ok;
 }
 
-/* Phase 1: writes the index entry of every stored assertion, in batches. */
+/* Writes one chunk of a rebuild: the sp_index entries in wb, then the view keys. Both
+ * are set-semantics puts, so a crash between the two writes only leaves work that the
+ * next rebuild repeats. */
+static enum store_result rebuild_write(struct store *s, rocksdb_writebatch_t *wb,
+                                       struct store_batch *views)
+{
+	rocksdb_writebatch_t *view_wb;
+	enum store_result rc = write_batch(s, wb);
+
+	if (rc != STORE_OK) {
+		return rc;
+	}
+	view_wb = build_writebatch(s, views);
+	rc = write_batch(s, view_wb);
+	rocksdb_writebatch_destroy(view_wb);
+	store_batch_clear(views);
+	return rc;
+}
+
+/* Phase 1: writes the index entry and the view keys of every stored assertion, in
+ * batches. */
 static enum store_result rebuild_put_all(struct store *s, _Atomic uint64_t *done)
 {
 	rocksdb_readoptions_t *options = rocksdb_readoptions_create();
 	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	struct store_batch *views = store_batch_new();
 	enum store_result rc = STORE_OK;
 	rocksdb_iterator_t *it;
 	struct buf key, value;
@@ -963,7 +988,7 @@ static enum store_result rebuild_put_all(struct store *s, _Atomic uint64_t *done
 		buf_reset(&key);
 		buf_reset(&value);
 		if (hash_len != STEMEDB_HASH_LEN ||
-		    !index_entry(envelope, len, hash, &key, &value)) {
+		    !index_entry(envelope, len, hash, &key, &value, views)) {
 			log_error(
 			        "a stored assertion in %s does not decode; the index rebuild stops",
 			        s->path);
@@ -974,13 +999,14 @@ static enum store_result rebuild_put_all(struct store *s, _Atomic uint64_t *done
 		                          (const char *)value.data, value.len);
 		atomic_fetch_add(done, 1);
 		if (++pending == STORE_REBUILD_BATCH) {
-			rc = write_batch(s, wb);
+			rc = rebuild_write(s, wb, views);
 			pending = 0;
 		}
 	}
 	if (rc == STORE_OK && pending > 0) {
-		rc = write_batch(s, wb);
+		rc = rebuild_write(s, wb, views);
 	}
+	store_batch_free(views);
 
 	rocksdb_iter_destroy(it);
 	rocksdb_writebatch_destroy(wb);
@@ -1007,7 +1033,7 @@ static bool index_key_current(struct store *s, const uint8_t *key, size_t key_le
 	buf_init(&expected);
 	buf_init(&value);
 	envelope = rocksdb_pinnableslice_value(slice, &len);
-	current = index_entry((const uint8_t *)envelope, len, hash, &expected, &value) &&
+	current = index_entry((const uint8_t *)envelope, len, hash, &expected, &value, NULL) &&
 	          expected.len == key_len && memcmp(expected.data, key, key_len) == 0;
 	rocksdb_pinnableslice_destroy(slice);
 	buf_free(&expected);
@@ -1377,9 +1403,10 @@ static void batch_put_cosignature(struct store *s, struct store_batch *b, const 
 	assertion_init(&a);
 	buf_init(&envelope);
 	if (!load_current_envelope(s, b, cs->assertion_hash, &a, &hlc)) {
-		log_error("co-signature of assertion %02x%02x... in %s: the assertion is missing or "
-		          "unreadable, so only the record is stored",
-		          cs->assertion_hash[0], cs->assertion_hash[1], s->path);
+		log_error(
+		        "co-signature of assertion %02x%02x... in %s: the assertion is missing or "
+		        "unreadable, so only the record is stored",
+		        cs->assertion_hash[0], cs->assertion_hash[1], s->path);
 		goto done;
 	}
 	if (assertion_has_signer(&a, cs->agent_id) || a.signature_count >= STEMEDB_SIGNATURES_MAX)
@@ -1402,7 +1429,8 @@ done:
 	assertion_free(&a);
 }
 
-static void batch_put_superseded_by(struct store_batch *b, const uint8_t superseded[STEMEDB_HASH_LEN],
+static void batch_put_superseded_by(struct store_batch *b,
+                                    const uint8_t superseded[STEMEDB_HASH_LEN],
                                     const uint8_t superseding[STEMEDB_HASH_LEN])
 {
 	uint8_t key[1 + 2 * STEMEDB_HASH_LEN];
@@ -1448,10 +1476,10 @@ void store_batch_put_record(struct store *s, struct store_batch *b,
 	if (r->type == STEMEDB_RECORD_EPOCH && r->u.epoch.has_supersedes)
 		batch_put_superseded_by(b, r->u.epoch.supersedes, id);
 	if (r->type == STEMEDB_RECORD_ALIAS) {
-		batch_put_alias(b, r->u.alias.subject_a, r->u.alias.subject_a_len, r->u.alias.subject_b,
-		                r->u.alias.subject_b_len);
-		batch_put_alias(b, r->u.alias.subject_b, r->u.alias.subject_b_len, r->u.alias.subject_a,
-		                r->u.alias.subject_a_len);
+		batch_put_alias(b, r->u.alias.subject_a, r->u.alias.subject_a_len,
+		                r->u.alias.subject_b, r->u.alias.subject_b_len);
+		batch_put_alias(b, r->u.alias.subject_b, r->u.alias.subject_b_len,
+		                r->u.alias.subject_a, r->u.alias.subject_a_len);
 	}
 	if (r->type != STEMEDB_RECORD_VOTE)
 		return;
@@ -1481,7 +1509,8 @@ static bool report_voter(const uint8_t *key, const uint8_t *value, uint64_t supe
 enum store_result store_scan_votes(struct store *s, const uint8_t assertion_hash[STEMEDB_HASH_LEN],
                                    bool (*fn)(void *ctx, const struct store_vote *vote), void *ctx)
 {
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf[CF_VOTES]);
+	rocksdb_iterator_t *it =
+	        rocksdb_create_iterator_cf(s->db, s->read_options, s->cf[CF_VOTES]);
 	uint8_t last_key[STORE_VOTE_KEY_LEN];
 	uint8_t last_value[4];
 	uint64_t superseded = 0;

@@ -104,7 +104,8 @@ enum store_result store_rebuild_index(struct store *s, _Atomic uint64_t *done, c
  *   'c' parent hash (32 B), child hash (32 B): assertions that revise parent
  *   'a' agent id (32 B), timestamp u64 BE, hash (32 B): one key per signer
  *   'f' HLC wall ms u64 BE, HLC logical u32 BE, hash (32 B): ingest order
- * Assertions stored before these indexes existed have no view keys. */
+ * Assertions stored before these indexes existed get their view keys from
+ * store_rebuild_index. */
 #define STORE_VIEW_CHILDREN 'c'
 #define STORE_VIEW_AGENT    'a'
 #define STORE_VIEW_FEED     'f'

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rocksdb/c.h>
+
 #include "candidate.h"
 #include "stemedb/assertion.h"
 #include "stemedb/buf.h"
@@ -392,6 +394,83 @@ static void test_store_count_at_reopen(void **state)
 	assert_int_equal(scan_count(f->store, "s", "p", UINT64_MAX, 0), 7);
 }
 
+static bool count_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                      size_t value_len)
+{
+	(void)key;
+	(void)key_len;
+	(void)value;
+	(void)value_len;
+	(*(size_t *)ctx)++;
+	return true;
+}
+
+static size_t feed_key_count(struct store *s)
+{
+	const uint8_t prefix[1] = {STORE_VIEW_FEED};
+	struct store_scan scan = {.family = STORE_INDEX_VIEWS, .prefix = prefix, .prefix_len = 1};
+	size_t count = 0;
+
+	assert_int_equal(store_index_scan(s, &scan, count_key, &count), STORE_OK);
+	return count;
+}
+
+/* Deletes every key of the "views" column family with the raw RocksDB API, as if the
+ * assertions had been stored before the view indexes existed. */
+static void wipe_views_family(const char *path)
+{
+	rocksdb_options_t *options = rocksdb_options_create();
+	char *error = NULL;
+	size_t count = 0;
+	char **names = rocksdb_list_column_families(options, path, &count, &error);
+	rocksdb_column_family_handle_t *handles[16];
+	const rocksdb_options_t *cf_options[16];
+	rocksdb_writeoptions_t *write_options = rocksdb_writeoptions_create();
+	rocksdb_t *db;
+	size_t views = count;
+
+	assert_null(error);
+	assert_true(count <= 16);
+	for (size_t i = 0; i < count; i++) {
+		cf_options[i] = options;
+		if (strcmp(names[i], "views") == 0)
+			views = i;
+	}
+	assert_true(views < count);
+	db = rocksdb_open_column_families(options, path, (int)count, (const char *const *)names,
+	                                  cf_options, handles, &error);
+	assert_null(error);
+	rocksdb_delete_range_cf(db, write_options, handles[views], "", 0, "\xff\xff", 2, &error);
+	assert_null(error);
+	for (size_t i = 0; i < count; i++)
+		rocksdb_column_family_handle_destroy(handles[i]);
+	rocksdb_close(db);
+	rocksdb_list_column_families_destroy(names, count);
+	rocksdb_writeoptions_destroy(write_options);
+	rocksdb_options_destroy(options);
+}
+
+static void test_store_rebuild_restores_views(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t timestamps[] = {1, 2, 3, 4, 5};
+	_Atomic uint64_t done = 0;
+	char err[256] = "";
+
+	store_claims(f, "s", "p", timestamps, 5);
+	assert_int_equal(feed_key_count(f->store), 5);
+	assert_int_equal(store_flush(f->store, err, sizeof(err)), STORE_OK);
+	store_close(f->store);
+	wipe_views_family(f->path);
+	f->store = open_store(f->path);
+	assert_int_equal(feed_key_count(f->store), 0);
+
+	assert_int_equal(store_rebuild_index(f->store, &done, err, sizeof(err)), STORE_OK);
+	assert_int_equal(done, 5);
+	assert_int_equal(feed_key_count(f->store), 5);
+	assert_int_equal(scan_count(f->store, "s", "p", UINT64_MAX, 0), 5);
+}
+
 static void test_store_candidate_fields(void **state)
 {
 	struct fixture *f = *state;
@@ -449,6 +528,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_store_set_semantics, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_store_cursor_persists, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_store_count_at_reopen, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_store_rebuild_restores_views, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_store_candidate_fields, setup, teardown),
 	};
 
