@@ -300,7 +300,8 @@ static bool replay_record(struct replay_state *st, uint64_t offset, const uint8_
 	record_init(&r, 0);
 	if (!record_decode_envelope(payload, len, &r, &hlc) || !record_id(&r, id)) {
 		set_err(st->err, st->err_size,
-		        "WAL record at offset %" PRIu64 " in %s has a valid checksum but an invalid "
+		        "WAL record at offset %" PRIu64
+		        " in %s has a valid checksum but an invalid "
 		        "record envelope (%zu bytes); restore the node as described in "
 		        "docs/operations/restore.md",
 		        offset, st->p->wal_dir, len);
@@ -517,8 +518,9 @@ static size_t classify_group(struct commit_pipeline *p, struct commit_request *h
 
 		r->status = COMMIT_EXISTS;
 		if (hash_set_add(&seen, r->hash)) {
-			has = r->record != NULL ? store_has_record(p->store, r->record->type, r->hash)
-			                        : store_has_assertion(p->store, r->hash);
+			has = r->record != NULL
+			              ? store_has_record(p->store, r->record->type, r->hash)
+			              : store_has_assertion(p->store, r->hash);
 		} else {
 			continue;
 		}

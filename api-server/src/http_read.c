@@ -11,10 +11,10 @@
 #include "http_records.h"
 #include "http_util.h"
 #include "lens.h"
-#include "trust.h"
 #include "stemedb/hex.h"
 #include "stemedb/json_codec.h"
 #include "stemedb/log.h"
+#include "trust.h"
 
 #define QUERY_LIMIT_DEFAULT 100
 #define QUERY_LIMIT_MAX     10000

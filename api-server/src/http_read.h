@@ -34,7 +34,7 @@ struct read_params {
 	uint64_t limit;
 	struct lens_params lens_params;
 	char query_id[AUDIT_ID_HEX_LEN + 1]; /* audit record id; empty when not audited */
-	bool include_superseded; /* keep candidates whose epoch is superseded */
+	bool include_superseded;             /* keep candidates whose epoch is superseded */
 	/* Set while loading candidates: candidates dropped for a superseded epoch, and the
 	 * fail-open warnings that the reply lists under "warnings". */
 	uint64_t superseded_excluded;

@@ -665,8 +665,8 @@ static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
 	}
 	if (trust_record_outcome(api->state->store, req->agent_id.data, req->accurate, req->note,
 	                         note_len, req->timestamp, id, &created) != STORE_OK ||
-	    trust_of_agent(api->state->store, req->agent_id.data, (uint64_t)time(NULL),
-	                   &summary) != STORE_OK) {
+	    trust_of_agent(api->state->store, req->agent_id.data, (uint64_t)time(NULL), &summary) !=
+	            STORE_OK) {
 		ipc_conn_reply_error(conn, request->request_id, ERR(INTERNAL),
 		                     "storing the trust outcome failed; see the stemedb-api log");
 		return;

@@ -24,10 +24,8 @@ static const double half_life_days[SOURCE_CLASS_COUNT] = {0.0, 730.0, 365.0, 180
 static const double tier_weights[SOURCE_CLASS_COUNT] = {1.0, 0.8, 0.6, 0.4, 0.2, 0.1};
 
 static const char *const lens_names[] = {
-        [LENS_RECENCY] = "recency",
-        [LENS_CONFIDENCE] = "confidence",
-        [LENS_CONSENSUS] = "consensus",
-        [LENS_AUTHORITY] = "authority",
+        [LENS_RECENCY] = "recency",     [LENS_CONFIDENCE] = "confidence",
+        [LENS_CONSENSUS] = "consensus", [LENS_AUTHORITY] = "authority",
         [LENS_VOTE] = "vote",
 };
 

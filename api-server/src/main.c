@@ -18,8 +18,8 @@
 
 #include "api_config.h"
 #include "audit.h"
-#include "http_feed.h"
 #include "commit.h"
+#include "http_feed.h"
 #include "http_server.h"
 #include "http_util.h"
 #include "ipc_api.h"

@@ -182,8 +182,7 @@ struct store_vote {
 /* Calls fn with the counted vote of every voter on assertion_hash, in voter byte order.
  * Stops early when fn returns false. */
 enum store_result store_scan_votes(struct store *s, const uint8_t assertion_hash[STEMEDB_HASH_LEN],
-                                   bool (*fn)(void *ctx, const struct store_vote *vote),
-                                   void *ctx);
+                                   bool (*fn)(void *ctx, const struct store_vote *vote), void *ctx);
 
 /* A scan over the (subject, predicate) pairs of sp_index whose subject starts with
  * subject_prefix (bytes, not path segments). predicate, when not NULL, keeps only that

@@ -61,7 +61,7 @@ static void scratch_remove(struct scratch *s)
 static bool check_db(const char *path, bool live, struct ctl_db_summary *summary,
                      struct ctl_problems *problems)
 {
-	struct scratch scratch;
+	struct scratch scratch = {0};
 	struct ctl_db *db;
 	bool ok = false;
 
