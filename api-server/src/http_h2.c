@@ -42,6 +42,7 @@ struct h2_session;
  * request, if any, has completed. */
 struct h2_stream {
 	struct h2_session *session;
+	struct h2_front_state *front;
 	int32_t id;
 	char method[16];
 	char path[H2_HEADER_VALUE_MAX];
@@ -148,6 +149,28 @@ static void h2_reply_error(struct h2_stream *st, int status, const char *code, c
 	h2_submit(st, status, "application/json", NULL);
 }
 
+static void on_free_upstream(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	evhttp_connection_free(arg);
+}
+
+/* Frees an upstream connection from inside its completion callback. libevent decides
+ * whether to free a connection marked free-on-completion before it runs the callback,
+ * so marking it there leaks it; freeing it directly there is unsafe. The free runs
+ * from the event loop right after the callback returns instead. */
+static void h2_free_upstream_later(struct h2_front_state *front, struct evhttp_connection *conn)
+{
+	const struct timeval now = {0, 0};
+
+	if (event_base_once(front->base, -1, EV_TIMEOUT, on_free_upstream, conn, &now) != 0) {
+		log_error("event_base_once() failed; an HTTP/2 upstream connection is closed at "
+		          "once instead");
+		evhttp_connection_free_on_completion(conn);
+	}
+}
+
 static struct evhttp_connection *h2_take_upstream(struct h2_session *s)
 {
 	struct h2_front_state *front = s->front;
@@ -160,10 +183,10 @@ static struct evhttp_connection *h2_take_upstream(struct h2_session *s)
 
 static void h2_return_upstream(struct h2_session *s, struct evhttp_connection *conn)
 {
-	if (s != NULL && s->idle_count < sizeof(s->idle_upstreams) / sizeof(s->idle_upstreams[0]))
+	if (s->idle_count < sizeof(s->idle_upstreams) / sizeof(s->idle_upstreams[0]))
 		s->idle_upstreams[s->idle_count++] = conn;
 	else
-		evhttp_connection_free_on_completion(conn);
+		h2_free_upstream_later(s->front, conn);
 }
 
 static void h2_copy_response(struct h2_stream *st, struct evhttp_request *res)
@@ -185,7 +208,7 @@ static void on_upstream_done(struct evhttp_request *res, void *arg)
 	st->forwarded = false;
 	if (s == NULL) {
 		/* The HTTP/2 connection closed while the request was in flight. */
-		evhttp_connection_free_on_completion(st->upstream);
+		h2_free_upstream_later(st->front, st->upstream);
 		evbuffer_free(st->request_body);
 		evbuffer_free(st->response_body);
 		free(st);
@@ -296,6 +319,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 	if (st == NULL)
 		abort();
 	st->session = s;
+	st->front = s->front;
 	st->id = frame->hd.stream_id;
 	st->request_body = evbuffer_new();
 	st->response_body = evbuffer_new();
@@ -555,6 +579,7 @@ static enum h2_upgrade_result h2_try_upgrade(struct h2_session *s, struct evbuff
 	if (st == NULL)
 		abort();
 	st->session = s;
+	st->front = s->front;
 	st->id = 1;
 	st->request_body = evbuffer_new();
 	st->response_body = evbuffer_new();
