@@ -5,6 +5,8 @@
  *   loadgen batch   --port P --count N [--batch-size 500] [--clients 4] [--tag T]
  *   loadgen preload --port P --subjects N [--per-subject 10] [--batch-size 500]
  *                   [--clients 4] [--copy-out FILE]
+ *   loadgen votes   --port P --subjects N [--per-subject 10] [--vote-percent 10]
+ *                   [--clients 4]
  *
  * single and batch build and sign every request before the clock starts, so the
  * measured window holds only HTTP traffic. preload builds each batch when a connection
@@ -13,6 +15,12 @@
  * again against the same data directory therefore returns "exists" and adds nothing.
  * With --copy-out it also writes every preloaded assertion as PostgreSQL COPY text, so
  * the peer database loads the very same rows.
+ *
+ * votes signs one to three votes (POST /v1/vote, one per request) for --vote-percent
+ * percent of the preloaded subjects, each on one of the subject's preloaded claims. It
+ * recomputes those claims' hashes from the same deterministic fields, so it needs the
+ * same --subjects and --per-subject as the preload. Votes are deterministic too, and a
+ * second run gets "exists" for each of them.
  *
  * Only loopback addresses (127.0.0.0/8) are accepted as targets. The run stops issuing
  * requests after --max-seconds (default 120) and gives in-flight requests 10 more
@@ -41,6 +49,7 @@
 #include "stemedb/buf.h"
 #include "stemedb/hex.h"
 #include "stemedb/json_codec.h"
+#include "stemedb/records.h"
 
 #define AGENT_COUNT          16
 #define CLIENTS_MAX          1024
@@ -56,7 +65,7 @@
 #define BASE_TIMESTAMP  1760000000u
 #define SECONDS_PER_DAY 86400u
 
-enum mode { MODE_SINGLE, MODE_BATCH, MODE_PRELOAD };
+enum mode { MODE_SINGLE, MODE_BATCH, MODE_PRELOAD, MODE_VOTES };
 
 struct options {
 	enum mode mode;
@@ -67,6 +76,7 @@ struct options {
 	long batch_size;
 	long subjects;
 	long per_subject;
+	long vote_percent;
 	double max_seconds;
 	const char *tag;
 	const char *copy_out;
@@ -93,6 +103,8 @@ struct workload {
 	long prebuilt_count;
 	long next_request;
 	bool failed; /* a claim could not be built */
+	long voted_subjects;
+	long sample_voted_subject; /* first subject with votes, -1 when there is none */
 };
 
 enum conn_state { CONN_CLOSED, CONN_CONNECTING, CONN_WRITING, CONN_READING };
@@ -349,9 +361,113 @@ static bool workload_build(struct workload *w, struct request *req)
 	return ok;
 }
 
+/* Returns how many votes subject s gets: none for subjects outside the vote_percent
+ * percent that mix picks, one to three for the others. */
+static long subject_vote_count(const struct workload *w, long s)
+{
+	if ((long)mix(s, 9, 100) >= w->opt->vote_percent)
+		return 0;
+	return 1 + (long)mix(s, 10, 3);
+}
+
+/* Fills and signs vote k on subject s. Each of a subject's votes comes from a different
+ * agent and lands on one of the subject's preloaded claims. Weights run from -0.2 to 1.0,
+ * so some votes dispute their claim. */
+static bool sign_vote(const struct workload *w, long s, long k, struct record *r)
+{
+	const struct agent *voter =
+	        &w->agents[(mix(s, 12, AGENT_COUNT) + (uint32_t)k) % AGENT_COUNT];
+	long claim =
+	        s * w->opt->per_subject + (long)mix(s * 4 + k, 11, (uint32_t)w->opt->per_subject);
+	struct assertion a;
+	uint8_t id[STEMEDB_HASH_LEN];
+	bool ok;
+
+	assertion_init(&a);
+	fill_preload_claim(w, claim, &a);
+	ok = assertion_hash(&a, r->u.vote.assertion_hash);
+	assertion_free(&a);
+
+	memcpy(r->u.vote.voter, voter->public_key, STEMEDB_AGENT_ID_LEN);
+	r->u.vote.weight_micro = (int32_t)mix(s * 4 + k, 13, 1200001) - 200000;
+	r->u.vote.timestamp = BASE_TIMESTAMP + 3600u * (uint64_t)(k + 1);
+	return ok && record_id(r, id) && record_sign(r, id, voter->secret_key);
+}
+
+/* Builds the complete POST /v1/vote request for vote k on subject s. */
+static bool build_vote_request(struct workload *w, long s, long k, struct request *req)
+{
+	struct record r;
+	char hash_hex[2 * STEMEDB_HASH_LEN + 1];
+	char voter_hex[2 * STEMEDB_AGENT_ID_LEN + 1];
+	char signature_hex[2 * STEMEDB_SIGNATURE_LEN + 1];
+	char text[512];
+	struct buf body;
+	int len;
+	bool ok;
+
+	record_init(&r, STEMEDB_RECORD_VOTE);
+	ok = sign_vote(w, s, k, &r);
+	if (!ok) {
+		fprintf(stderr, "loadgen: signing vote %ld of subject %ld failed\n", k, s);
+		record_free(&r);
+		return false;
+	}
+
+	hex_encode(r.u.vote.assertion_hash, STEMEDB_HASH_LEN, hash_hex);
+	hex_encode(r.u.vote.voter, STEMEDB_AGENT_ID_LEN, voter_hex);
+	hex_encode(r.signers[0].signature, STEMEDB_SIGNATURE_LEN, signature_hex);
+	len = snprintf(text, sizeof(text),
+	               "{\"assertion_hash\":\"%s\",\"voter\":\"%s\",\"weight\":%.6f,"
+	               "\"timestamp\":%llu,\"signature\":\"%s\"}",
+	               hash_hex, voter_hex, r.u.vote.weight_micro / 1e6,
+	               (unsigned long long)r.u.vote.timestamp, signature_hex);
+	record_free(&r);
+
+	buf_init(&body);
+	buf_append(&body, text, (size_t)len);
+	req->items = 1;
+	request_frame(w->opt, "/v1/vote", &body, req);
+	buf_free(&body);
+	return true;
+}
+
+/* Builds every vote request before the clock starts, in subject order. */
+static bool workload_prebuild_votes(struct workload *w)
+{
+	long next = 0;
+
+	w->sample_voted_subject = -1;
+	for (long s = 0; s < w->opt->subjects; s++)
+		w->total_items += subject_vote_count(w, s);
+	w->prebuilt_count = w->total_items;
+	w->prebuilt =
+	        calloc((size_t)(w->total_items > 0 ? w->total_items : 1), sizeof(*w->prebuilt));
+	if (w->prebuilt == NULL) {
+		fprintf(stderr, "loadgen: out of memory for %ld votes\n", w->total_items);
+		return false;
+	}
+
+	for (long s = 0; s < w->opt->subjects; s++) {
+		long votes = subject_vote_count(w, s);
+
+		if (votes > 0 && w->sample_voted_subject < 0)
+			w->sample_voted_subject = s;
+		w->voted_subjects += votes > 0;
+		for (long k = 0; k < votes; k++) {
+			if (!build_vote_request(w, s, k, &w->prebuilt[next++]))
+				return false;
+		}
+	}
+	return true;
+}
+
 static bool workload_prebuild(struct workload *w)
 {
 	long per_request = w->opt->mode == MODE_SINGLE ? 1 : w->opt->batch_size;
+
+	if (w->opt->mode == MODE_VOTES)
+		return workload_prebuild_votes(w);
 
 	w->prebuilt_count = (w->total_items + per_request - 1) / per_request;
 	w->prebuilt = calloc((size_t)w->prebuilt_count, sizeof(*w->prebuilt));
@@ -522,12 +638,12 @@ static bool account_batch(struct stats *s, const char *body, size_t len)
 	return rejected == 0;
 }
 
-/* Classifies one response. single counts 201 as created and 200 as exists, and the
- * batch modes read the per-item counts. Anything else is an HTTP error. */
+/* Classifies one response. single and votes count 201 as created and 200 as exists,
+ * and the batch modes read the per-item counts. Anything else is an HTTP error. */
 static void account_response(struct driver *d, const struct response *r, const char *body)
 {
 	struct stats *s = &d->stats;
-	bool batch = d->opt->mode != MODE_SINGLE;
+	bool batch = d->opt->mode == MODE_BATCH || d->opt->mode == MODE_PRELOAD;
 	bool ok;
 
 	if (batch)
@@ -817,6 +933,8 @@ static const char *mode_name(enum mode mode)
 		return "batch";
 	case MODE_PRELOAD:
 		return "preload";
+	case MODE_VOTES:
+		return "votes";
 	}
 	return "?";
 }
@@ -829,6 +947,9 @@ static void print_result(struct driver *d, double gen_seconds)
 	size_t n = s->latency_count;
 
 	qsort(l, n, sizeof(double), compare_doubles);
+	if (d->opt->mode == MODE_VOTES)
+		printf("votes voted_subjects=%ld sample_voted_subject=%ld\n",
+		       d->work->voted_subjects, d->work->sample_voted_subject);
 	printf("result mode=%s clients=%ld requests_ok=%ld http_errors=%ld transport_errors=%ld "
 	       "created=%ld exists=%ld rejected=%ld seconds=%.3f items_per_sec=%.1f "
 	       "requests_per_sec=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f gen_seconds=%.3f\n",
@@ -849,6 +970,8 @@ static void usage(void)
 	        "[--tag T]\n"
 	        "       loadgen preload --port P --subjects N [--per-subject 10] "
 	        "[--batch-size 500] [--clients 4] [--copy-out FILE]\n"
+	        "       loadgen votes   --port P --subjects N [--per-subject 10] "
+	        "[--vote-percent 10] [--clients 4]\n"
 	        "common options: --host 127.0.0.1 (loopback only), --max-seconds 120\n");
 }
 
@@ -923,6 +1046,8 @@ static bool parse_option(struct options *opt, const char *name, const char *valu
 		return parse_long(name, value, 1, 10000000, &opt->subjects);
 	if (strcmp(name, "--per-subject") == 0)
 		return parse_long(name, value, 1, 1000, &opt->per_subject);
+	if (strcmp(name, "--vote-percent") == 0)
+		return parse_long(name, value, 0, 100, &opt->vote_percent);
 	if (strcmp(name, "--max-seconds") == 0) {
 		if (!parse_long(name, value, 1, 3600, &seconds))
 			return false;
@@ -941,6 +1066,8 @@ static bool parse_mode(const char *text, struct options *opt)
 		opt->mode = MODE_BATCH;
 	} else if (strcmp(text, "preload") == 0) {
 		opt->mode = MODE_PRELOAD;
+	} else if (strcmp(text, "votes") == 0) {
+		opt->mode = MODE_VOTES;
 	} else {
 		usage();
 		return false;
@@ -952,7 +1079,7 @@ static bool parse_mode(const char *text, struct options *opt)
  * loopback address: this driver is for benchmarks on this machine only. */
 static bool options_check(const struct options *opt, struct sockaddr_in *addr)
 {
-	bool needs_count = opt->mode != MODE_PRELOAD;
+	bool needs_count = opt->mode == MODE_SINGLE || opt->mode == MODE_BATCH;
 
 	if (opt->port == 0 || (needs_count ? opt->count == 0 : opt->subjects == 0)) {
 		fprintf(stderr,
@@ -1060,7 +1187,7 @@ static void driver_free(struct driver *d)
 static bool run_ok(const struct driver *d)
 {
 	const struct stats *s = &d->stats;
-	bool exists_allowed = d->opt->mode == MODE_PRELOAD;
+	bool exists_allowed = d->opt->mode == MODE_PRELOAD || d->opt->mode == MODE_VOTES;
 
 	if (!exists_allowed && s->exists > 0)
 		fprintf(stderr, "loadgen: %ld claims already existed; use a new --tag per run\n",
@@ -1075,6 +1202,7 @@ int main(int argc, char **argv)
 	                      .clients = 4,
 	                      .batch_size = 500,
 	                      .per_subject = 10,
+	                      .vote_percent = 10,
 	                      .max_seconds = 120,
 	                      .tag = "run"};
 	struct sockaddr_in addr;

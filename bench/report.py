@@ -2,6 +2,8 @@
 """Helpers for bench/run.sh.
 
   report.py pgbench-latency LOG...   prints "p50_ms=... p99_ms=..." from pgbench -l logs
+  report.py h2load-latency LOG       prints "p50_ms=... p99_ms=... max_ms=..." from an
+                                     h2load --log-file log
   report.py render WORK_DIR OUTPUT   writes the benchmark page from WORK_DIR/results.tsv,
                                      WORK_DIR/meta.tsv and the perf profiles
 
@@ -43,6 +45,26 @@ def pgbench_latency(paths):
     latencies.sort()
     print("p50_ms=%.3f p99_ms=%.3f transactions=%d"
           % (quantile(latencies, 0.50), quantile(latencies, 0.99), len(latencies)))
+
+
+def h2load_latency(path):
+    """Print p50, p99 and max request latency from an h2load --log-file log.
+
+    Each line contains the request's start time, its status code and its duration, both
+    times in microseconds.
+    """
+    latencies = []
+    with open(path, encoding="ascii") as log:
+        for line in log:
+            fields = line.split()
+            if len(fields) >= 3:
+                latencies.append(int(fields[2]) / 1000.0)
+    if not latencies:
+        sys.exit("report.py: the h2load log %s contains no requests" % path)
+    latencies.sort()
+    print("p50_ms=%.3f p99_ms=%.3f max_ms=%.3f requests=%d"
+          % (quantile(latencies, 0.50), quantile(latencies, 0.99), latencies[-1],
+             len(latencies)))
 
 
 def load_results(work):
@@ -190,6 +212,117 @@ def results_table(fig, meta):
     return lines
 
 
+def read_row(fig, label, metric, authority=True):
+    """Format one row of a read table: rate, p50 and p99, and the rate against wrk's
+    authority figure."""
+    return "| %s | %s | %s | %s | %s |" % (
+        label, fig.cell(metric + "_rate"), fig.cell(metric + "_p50_ms", 2),
+        fig.cell(metric + "_p99_ms", 2),
+        ratio_text(fig.median(metric + "_rate"), fig.median("stemedb_query_rate"))
+        if authority else "1.00×")
+
+
+def views_section(fig, meta):
+    subjects = int(meta.get("subjects", "0"))
+    lines = [
+        "| Read, %s connections (wrk) | requests/s | p50 (ms) | p99 (ms) | rate / authority |"
+        % meta.get("clients", "64"),
+        "|---|---:|---:|---:|---:|",
+        read_row(fig, "`/v1/query`, authority lens", "stemedb_query", authority=False),
+        read_row(fig, "`/v1/skeptic`", "stemedb_skeptic"),
+        read_row(fig, "`/v1/layered`", "stemedb_layered"),
+        read_row(fig, "`/v1/query`, vote lens", "stemedb_vote"),
+        "",
+        "The authority row repeats the figure from the results table (%s runs); the other "
+        "rows have %s runs each. All four read the same store and the same random subjects "
+        "(wrk script `bench/query.lua`, same seeds)." % (meta.get("runs", "?"),
+                                                       meta.get("view_runs", "?")),
+        "",
+    ]
+    votes = meta.get("votes_loaded", "")
+    if votes:
+        lines.append(
+            "Before the vote-lens runs, `loadgen votes` loaded %s signed votes, one to three "
+            "from different agents, on %s of the %s subjects (%s%%), through `POST /v1/vote` "
+            "at %s votes/s (one vote per request, %s connections). The other subjects have "
+            "no votes, so most vote-lens reads find none and the winner falls to the newest "
+            "candidate." % (thousands(votes), thousands(meta.get("voted_subjects", "?")),
+                            format(subjects, ","), meta.get("vote_percent", "?"),
+                            fig.cell("stemedb_votes_rate"), meta.get("batch_clients", "?")))
+        lines.append("")
+    lines.append(
+        "PostgreSQL has no counterpart in these rows. The skeptic and layered views group "
+        "candidates into claims by normalized value and weigh them by decayed confidence "
+        "and source tier, and the vote lens sums each voter's latest vote per claim. A SQL "
+        "version of any of them would be a different computation, not a fair peer, so "
+        "none is measured.")
+    return lines
+
+
+def http2_row(fig, label, shape, metric):
+    return "| %s | %s | %s | %s | %s | %s |" % (
+        label, shape, fig.cell(metric + "_rate"), fig.cell(metric + "_p50_ms", 2),
+        fig.cell(metric + "_p99_ms", 2),
+        fig.cell(metric + "_max_ms", 0) if fig.results.get(metric + "_max_ms") else "n/a")
+
+
+def http2_section(fig, meta):
+    clients = meta.get("clients", "64")
+    streams = meta.get("h2_streams", "10")
+    lines = [
+        "| Client and protocol | connections × streams | requests/s | p50 (ms) | p99 (ms) "
+        "| max (ms) |",
+        "|---|---|---:|---:|---:|---:|",
+        http2_row(fig, "wrk, HTTP/1.1", "%s × 1" % clients, "stemedb_query"),
+        http2_row(fig, "h2load `--h1`, HTTP/1.1", "%s × 1" % clients, "stemedb_h1"),
+        http2_row(fig, "h2load, h2c (prior knowledge)", "%s × 1" % clients, "stemedb_h2c"),
+        http2_row(fig, "h2load, h2c (prior knowledge)", "%s × %s" % (clients, streams),
+                  "stemedb_h2c_mux"),
+        "",
+        "All four rows send the authority query of the results table. h2c is served on a "
+        "separate listener (`STEMEDB_HTTP2_LISTEN`) that forwards every stream as one "
+        "HTTP/1.1 request to the HTTP/1.1 listener over loopback. An h2c request therefore "
+        "crosses a second loopback connection and is parsed twice on the same two cores, "
+        "and the h2c figures include that hop.",
+    ]
+    h1 = fig.median("stemedb_h1_rate")
+    h2c = fig.median("stemedb_h2c_rate")
+    if h1 and h2c:
+        lines += ["", "With one stream per connection, h2c serves %s the requests per second "
+                  "of HTTP/1.1 under the same client (h2load)." % ratio_text(h2c, h1)]
+    lines += mux_sentences(fig, meta)
+    return lines
+
+
+def mux_sentences(fig, meta):
+    """Describe the multiplexed h2c runs: failures, and a tail far above the p99."""
+    runs = int(meta.get("h2_mux_runs", "0"))
+    failed = len(fig.results.get("stemedb_h2c_mux_failed", []))
+    lines = []
+    if failed:
+        lines += ["", "%d of %d runs with %s streams per connection failed or did not finish "
+                  "their %s requests within %s s, so they are left out of the row."
+                  % (failed, runs, meta.get("h2_streams", "?"),
+                     thousands(meta.get("h2_mux_requests", "?")), meta.get("h2_timeout", "?"))]
+    worst = fig.median("stemedb_h2c_mux_max_ms")
+    lingering = meta.get("h1_connections_after_mux", "")
+    if worst is not None and worst > 1000:
+        lines += ["", "With %s streams per connection some requests waited %.0f s (median of "
+                  "the runs' maximum), while the single-stream h2c runs stayed under %s ms. "
+                  "The forwarder keeps at most 8 idle upstream connections per HTTP/2 "
+                  "connection. With more streams in flight, the upstream connections beyond "
+                  "those 8 stay open after their response, so the HTTP/1.1 listener fills up "
+                  "to its connection limit and later forwarded requests wait in its listen "
+                  "backlog until the 60 s keep-alive timeout closes the idle ones."
+                  % (meta.get("h2_streams", "?"), worst / 1000,
+                     fig.cell("stemedb_h2c_max_ms", 0))]
+    if lingering:
+        lines += ["", "After the multiplexed runs, %s connections to the HTTP/1.1 listener "
+                  "were still established (`ss`), with no client running."
+                  % thousands(lingering)]
+    return lines
+
+
 def goals_table(fig):
     checks = [
         ("Signed single asserts/s ≥ %s" % format(GOAL_SINGLE_PER_SEC, ","),
@@ -201,9 +334,20 @@ def goals_table(fig):
         ("Lens query p99 < %.0f ms" % GOAL_QUERY_P99_MS,
          fig.median("stemedb_query_p99_ms"), GOAL_QUERY_P99_MS, False, "pg_query_p99_ms"),
     ]
+    # The read views and h2c are held to the lens-query goals too. They have no PostgreSQL
+    # peer, so their last column is n/a.
+    for label, metric in (("Skeptic reads", "stemedb_skeptic"),
+                          ("Layered reads", "stemedb_layered"),
+                          ("Vote-lens queries", "stemedb_vote"),
+                          ("Authority queries over h2c, 1 stream per connection",
+                           "stemedb_h2c")):
+        checks.append(("%s ≥ %s/s" % (label, format(GOAL_QUERY_PER_SEC, ",")),
+                       fig.median(metric + "_rate"), GOAL_QUERY_PER_SEC, True, None))
+        checks.append(("%s p99 < %.0f ms" % (label, GOAL_QUERY_P99_MS),
+                       fig.median(metric + "_p99_ms"), GOAL_QUERY_P99_MS, False, None))
     lines = ["| Goal | StemeDB median | Goal | Ahead of PostgreSQL |", "|---|---:|---|---|"]
     for label, value, goal, higher, peer_metric in checks:
-        peer = fig.median(peer_metric)
+        peer = fig.median(peer_metric) if peer_metric else None
         if value is None or peer is None:
             ahead = "n/a"
         else:
@@ -212,6 +356,36 @@ def goals_table(fig):
                                              else "%.2f ms" % value)
         lines.append("| %s | %s | %s | %s |" % (label, shown, goal_text(value, goal, higher),
                                                  ahead))
+    return lines
+
+
+def goals_notes(work, fig):
+    """Say, for each read view and for h2c, what limits it when it misses a goal."""
+    lines = []
+    for label, metric, profile in (("Skeptic reads", "stemedb_skeptic", "skeptic"),
+                                   ("Layered reads", "stemedb_layered", "layered"),
+                                   ("Vote-lens queries", "stemedb_vote", "vote"),
+                                   ("h2c authority queries", "stemedb_h2c", None)):
+        rate = fig.median(metric + "_rate")
+        p99 = fig.median(metric + "_p99_ms")
+        if rate is None or p99 is None:
+            continue
+        if rate >= GOAL_QUERY_PER_SEC and p99 <= GOAL_QUERY_P99_MS:
+            continue
+        if profile is None:
+            text = ("%s run at %s the rate of the same queries from the same client "
+                    "(h2load) over HTTP/1.1, because each of them also crosses the "
+                    "forwarder's loopback HTTP/1.1 connection."
+                    % (label, ratio_text(rate, fig.median("stemedb_h1_rate"))))
+            lines += ["", text]
+            continue
+        text = ("%s run at %s the rate of the authority query on the same store"
+                % (label, ratio_text(rate, fig.median("stemedb_query_rate"))))
+        threads = read_profile(work / ("profile-%s-comm.txt" % profile))
+        libraries = read_profile(work / ("profile-%s-dso.txt" % profile))
+        text += ". " + (bottleneck_sentence(threads, libraries) if threads
+                        else "No profile was taken for them.")
+        lines += ["", text]
     return lines
 
 
@@ -340,7 +514,8 @@ def profile_summary(work, name, title):
 def profile_section(work):
     lines = []
     for name, title in (("single", "Single asserts"), ("batch", "Batch ingest"),
-                        ("query", "Authority-lens queries")):
+                        ("query", "Authority-lens queries"), ("skeptic", "Skeptic reads"),
+                        ("layered", "Layered reads"), ("vote", "Vote-lens queries")):
         lines += profile_summary(work, name, title)
     if not lines:
         return ["No profile was taken in this run (perf is missing or cannot sample here)."]
@@ -377,6 +552,22 @@ METHOD = """\
   `GET /v1/query?subject=bench/q/<random>&predicate=bench_claim&lens=authority`
   from 2 threads and 64 connections. Before measuring, the script checks that a query
   returns a winner and all 10 candidates.
+- **Skeptic and layered reads**: the same wrk script with an endpoint argument sends
+  `GET /v1/skeptic?subject=bench/q/<random>&predicate=bench_claim` and the same for
+  `/v1/layered`, from 2 threads and 64 connections. Before measuring, the script checks
+  that each returns all 10 candidates and at least one claim or tier.
+- **Vote-lens queries**: `loadgen votes` signs every vote with the voter's Ed25519 key
+  through the project's record code (`stemedb-vote-v1` over the record id) before the
+  clock starts, and sends them to `POST /v1/vote`, one per request. The votes target
+  preloaded claims, whose hashes the driver recomputes from the same deterministic
+  fields. The script checks that a voted subject gets a winner and a nonzero vote score,
+  then wrk sends `GET /v1/query?...&lens=vote` for the same random subjects.
+- **HTTP/2**: stemedb-api runs with `STEMEDB_HTTP2_LISTEN` on a second free loopback
+  port. h2load (Debian's nghttp2-client) sends the authority query over 64 connections,
+  with `--h1` to the HTTP/1.1 port and with h2c prior knowledge to the HTTP/2 port,
+  cycling through 10,000 random subjects drawn with a fixed seed. Every run has a fixed
+  request count and a time limit. Latency percentiles come from h2load's per-request
+  log (`--log-file`).
 - **PostgreSQL 15**: a private cluster made by `initdb` in the work directory, run as
   the postgres user, reachable only through a Unix socket in that directory, with
   `fsync=on` and `synchronous_commit=on` and every other setting at its default.
@@ -424,7 +615,9 @@ def render(work, output):
     lines += machine_section(meta)
     lines += ["", "## Datasets", ""] + dataset_section(meta)
     lines += ["", "## Results", ""] + results_table(fig, meta)
-    lines += ["", "## Goals", ""] + goals_table(fig)
+    lines += ["", "## Skeptic, layered and vote-lens reads", ""] + views_section(fig, meta)
+    lines += ["", "## HTTP/2 (h2c) next to HTTP/1.1", ""] + http2_section(fig, meta)
+    lines += ["", "## Goals", ""] + goals_table(fig) + goals_notes(work, fig)
     lines += ["", "## Physical limits of this machine", ""] + limits_section(fig, meta)
     lines += ["", "## Where the time goes", ""] + profile_section(work)
     lines += ["", METHOD]
@@ -434,6 +627,9 @@ def render(work, output):
 def main(argv):
     if len(argv) >= 3 and argv[1] == "pgbench-latency":
         pgbench_latency(argv[2:])
+        return 0
+    if len(argv) == 3 and argv[1] == "h2load-latency":
+        h2load_latency(argv[2])
         return 0
     if len(argv) == 4 and argv[1] == "render":
         render(Path(argv[2]), argv[3])

@@ -4,8 +4,8 @@
 #
 #   bench/run.sh BUILD_DIR
 #
-# Everything runs on this machine: stemedb-api listens on a free 127.0.0.1 port, and
-# PostgreSQL listens only on a Unix socket inside the work directory. Every load step is
+# Everything runs on this machine: stemedb-api listens on two free 127.0.0.1 ports (HTTP/1.1
+# and h2c), and PostgreSQL listens only on a Unix socket inside the work directory. Every load step is
 # bounded in count and time. The trap stops both servers and removes the work directory
 # on any exit.
 #
@@ -15,7 +15,9 @@
 # BENCH_SINGLE_COUNT (claims per single-assert run, default 30000), BENCH_BATCH_COUNT
 # (claims per batch run, default 100000), BENCH_SECONDS (length of each timed wrk and
 # pgbench run, default 10), BENCH_KEEP=1 (keep the work directory for inspection),
-# BENCH_OUTPUT (page to write, default docs/benchmarks.md).
+# BENCH_OUTPUT (page to write, default docs/benchmarks.md), BENCH_VIEW_RUNS (measured
+# runs of the skeptic, layered, vote-lens and HTTP/2 figures, default 3),
+# BENCH_H2_REQUESTS (requests per h2load run, default 100000).
 set -euo pipefail
 
 build=${1:-build}
@@ -34,12 +36,24 @@ batch_size=500
 batch_clients=4
 clients=64
 seconds=${BENCH_SECONDS:-10}
+view_runs=${BENCH_VIEW_RUNS:-3}
+# Percent of the query dataset's subjects that get one to three signed votes.
+vote_percent=10
+h2_requests=${BENCH_H2_REQUESTS:-100000}
+# Ten streams per connection is where HTTP/2 multiplexing differs from HTTP/1.1. Those
+# runs get fewer requests and two runs only, because their forwarded requests can wait
+# tens of seconds (the page explains why).
+h2_streams=10
+h2_mux_requests=$((h2_requests / 5))
+h2_mux_runs=2
+# Upper bound on one h2load run, in seconds, on top of its bounded request count.
+h2_timeout=90
 output=${BENCH_OUTPUT:-$root/docs/benchmarks.md}
 pg_bin=/usr/lib/postgresql/15/bin
 python=/usr/bin/python3
 
 # Debian packages this script needs on top of scripts/deps.sh.
-bench_packages=(wrk postgresql-15 postgresql-client-15 curl linux-perf)
+bench_packages=(wrk nghttp2-client postgresql-15 postgresql-client-15 curl linux-perf)
 
 work=""
 server_pid=""
@@ -77,7 +91,7 @@ check_tools() {
 	install_missing_packages
 	local tool
 	for tool in "$bin/stemedb-api" "$bin/loadgen" "$bin/physical_limits" "$pg_bin/initdb" \
-		"$pg_bin/pg_ctl" "$pg_bin/pgbench" "$pg_bin/psql" /usr/bin/wrk "$python"; do
+		"$pg_bin/pg_ctl" "$pg_bin/pgbench" "$pg_bin/psql" /usr/bin/wrk /usr/bin/h2load "$python"; do
 		[ -x "$tool" ] || fail "$tool is missing or not executable; run make and make deps first"
 	done
 	[ "$(id -u)" -eq 0 ] || fail "the PostgreSQL peer runs as the postgres user through runuser, which needs root"
@@ -165,15 +179,18 @@ bench_physical() {
 
 start_stemedb() {
 	port=$(free_port)
+	h2_port=$(free_port)
+	[ "$h2_port" != "$port" ] || h2_port=$(free_port)
 	mkdir -p "$work/stemedb"
 	STEMEDB_DATA_DIR="$work/stemedb" STEMEDB_API_LISTEN="127.0.0.1:$port" \
+		STEMEDB_HTTP2_LISTEN="127.0.0.1:$h2_port" \
 		STEMEDB_DURABILITY=immediate STEMEDB_LOG_LEVEL=warn \
 		"$bin/stemedb-api" >>"$work/stemedb.log" 2>&1 &
 	server_pid=$!
 	local i
 	for i in $(seq 1 600); do
 		if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/ready")" = 200 ]; then
-			log "stemedb-api ready on 127.0.0.1:$port (pid $server_pid)"
+			log "stemedb-api ready on 127.0.0.1:$port, h2c on 127.0.0.1:$h2_port (pid $server_pid)"
 			return 0
 		fi
 		kill -0 "$server_pid" 2>/dev/null || fail "stemedb-api exited during startup: $(tail -n 5 "$work/stemedb.log")"
@@ -238,11 +255,13 @@ if doc.get("winner") is None or count != int(sys.argv[2]):
 ' "$body" "$per_subject" || fail "the preloaded dataset does not answer as generated: ${body:0:300}"
 }
 
-# run_wrk NAME RUN DURATION runs the authority-lens query load once.
+# run_wrk NAME RUN DURATION [ENDPOINT [LENS]] runs one read load: /v1/query with the
+# authority lens unless ENDPOINT (query, skeptic or layered) and LENS select another.
 run_wrk() {
 	local name=$1 run=$2 duration=$3 line
+	shift 3
 	line=$(wrk -t2 -c"$clients" -d"${duration}s" --timeout 10s -s "$root/bench/query.lua" \
-		"http://127.0.0.1:$port" -- "$subjects" | grep '^wrk_result ') || fail "wrk failed"
+		"http://127.0.0.1:$port" -- "$subjects" "$@" | grep '^wrk_result ') || fail "wrk failed"
 	[ "$(field status_errors "$line")" = 0 ] && [ "$(field socket_errors "$line")" = 0 ] ||
 		fail "wrk saw errors: $line"
 	[ "$run" = warmup ] && return 0
@@ -250,6 +269,7 @@ run_wrk() {
 	record "${name}_rate" "$run" "$(field requests_per_sec "$line")"
 	record "${name}_p50_ms" "$run" "$(field p50_ms "$line")"
 	record "${name}_p99_ms" "$run" "$(field p99_ms "$line")"
+	record "${name}_max_ms" "$run" "$(field max_ms "$line")"
 }
 
 bench_stemedb_queries() {
@@ -261,6 +281,119 @@ bench_stemedb_queries() {
 	done
 	meta stemedb_assertions "$(curl -s "http://127.0.0.1:$port/v1/health" |
 		"$python" -c 'import json, sys; print(json.load(sys.stdin).get("assertions_count", "unknown"))')"
+}
+
+# check_json NAME URL PYTHON_CONDITION fails the run unless the JSON reply of URL meets
+# the condition, a Python expression over the parsed reply `doc`.
+check_json() {
+	local name=$1 url=$2 condition=$3 body
+	body=$(curl -s "$url")
+	"$python" -c '
+import json, sys
+doc = json.loads(sys.argv[1])
+if not eval(sys.argv[2]):
+    sys.exit(1)
+' "$body" "$condition" || fail "the $name check failed: ${body:0:300}"
+}
+
+# measure_reads NAME RUNS ENDPOINT [LENS] runs a 3 s warm-up and RUNS timed wrk runs.
+measure_reads() {
+	local name=$1 count=$2 run
+	shift 2
+	run_wrk "$name" warmup 3 "$@"
+	for run in $(seq 1 "$count"); do
+		run_wrk "$name" "$run" "$seconds" "$@"
+	done
+}
+
+# The skeptic and layered views on the same dataset and the same random subjects.
+bench_stemedb_views() {
+	local url="http://127.0.0.1:$port/v1" params="subject=bench%2Fq%2F42&predicate=bench_claim"
+	check_json skeptic "$url/skeptic?$params" \
+		"doc['candidate_count'] == $per_subject and doc['claim_count'] >= 1 and doc['status'] != 'no_data'"
+	check_json layered "$url/layered?$params" \
+		"doc['candidate_count'] == $per_subject and doc['answer'] is not None and len(doc['tiers']) >= 1"
+	measure_reads stemedb_skeptic "$view_runs" skeptic
+	measure_reads stemedb_layered "$view_runs" layered
+}
+
+# Loads signed votes for vote_percent percent of the subjects, checks that the vote lens
+# counts them, then measures the vote lens on the same random subjects as the others.
+bench_stemedb_votes() {
+	local out line sample
+	out=$("$bin/loadgen" votes --port "$port" --subjects "$subjects" --per-subject "$per_subject" \
+		--vote-percent "$vote_percent" --clients "$batch_clients" --max-seconds 300 \
+		2>>"$work/loadgen.log") || fail "loading votes failed: $(tail -n 3 "$work/loadgen.log")"
+	line=$(grep '^result ' <<<"$out")
+	log "votes: $line"
+	record stemedb_votes_rate 1 "$(field items_per_sec "$line")"
+	meta votes_loaded "$(field created "$line")"
+	line=$(grep '^votes ' <<<"$out")
+	meta voted_subjects "$(field voted_subjects "$line")"
+	sample=$(field sample_voted_subject "$line")
+	[ "$sample" -ge 0 ] || fail "loadgen votes picked no subject; raise vote_percent"
+	check_json "vote lens" \
+		"http://127.0.0.1:$port/v1/query?subject=bench%2Fq%2F$sample&predicate=bench_claim&lens=vote" \
+		"doc['winner'] is not None and any(c['score'] != 0 for c in doc['candidates'])"
+	measure_reads stemedb_vote "$view_runs" query vote
+}
+
+# Writes the URIs h2load cycles through: 10,000 random subjects of the query dataset
+# with the authority lens, drawn with a fixed seed so that every run reads the same ones.
+write_h2_uris() {
+	"$python" -c '
+import random, sys
+rng = random.Random(7919)
+for _ in range(10000):
+    print("http://127.0.0.1:%s/v1/query?subject=bench%%2Fq%%2F%d&predicate=bench_claim&lens=authority"
+          % (sys.argv[1], rng.randrange(int(sys.argv[2]))))
+' "$1" "$subjects" >"$2"
+}
+
+# run_h2load NAME RUN PROTOCOL STREAMS REQUESTS runs one bounded h2load pass over 64
+# connections; PROTOCOL is h1 (the HTTP/1.1 listener) or h2c (the HTTP/2 listener, prior
+# knowledge). A run that fails or times out is logged and left out of the figures.
+run_h2load() {
+	local name=$1 run=$2 protocol=$3 streams=$4 requests=$5 uris=$work/uris-$3.txt
+	local out rate latency args=(-n "$requests" -c "$clients" -m "$streams" -t 2)
+	[ "$protocol" = h1 ] && args+=(--h1)
+	[ -f "$uris" ] || write_h2_uris "$([ "$protocol" = h1 ] && echo "$port" || echo "$h2_port")" "$uris"
+	rm -f "$work/h2load.log"
+	if ! out=$(timeout "$h2_timeout" h2load "${args[@]}" -i "$uris" --log-file="$work/h2load.log" 2>&1); then
+		log "$name run $run: h2load failed or ran past $h2_timeout s: $(tail -n 4 <<<"$out" | tr '\n' ' ')"
+		record "${name}_failed" "$run" 1
+		return 0
+	fi
+	grep -q "^requests: $requests total, $requests started, $requests done, $requests succeeded" <<<"$out" &&
+		grep -q "^status codes: $requests 2xx" <<<"$out" ||
+		fail "h2load $name run $run saw failed requests: $(grep -E '^(requests|status codes):' <<<"$out" | tr '\n' ' ')"
+	[ "$run" = warmup ] && return 0
+	rate=$(sed -n 's/^finished in [0-9.]*m\?s, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
+	latency=$("$python" "$root/bench/report.py" h2load-latency "$work/h2load.log")
+	log "$name run $run: requests_per_sec=$rate $latency max_$(grep '^time for request:' <<<"$out" | awk '{print $5}')"
+	record "${name}_rate" "$run" "$rate"
+	record "${name}_p50_ms" "$run" "$(field p50_ms "$latency")"
+	record "${name}_p99_ms" "$run" "$(field p99_ms "$latency")"
+	record "${name}_max_ms" "$run" "$(field max_ms "$latency")"
+}
+
+# The authority query through h2load over HTTP/1.1 and over h2c. The single-stream runs
+# alternate so that both see the same machine; the multiplexed runs come last.
+bench_stemedb_http2() {
+	local run
+	run_h2load stemedb_h1 warmup h1 1 $((h2_requests / 5))
+	run_h2load stemedb_h2c warmup h2c 1 $((h2_requests / 5))
+	for run in $(seq 1 "$view_runs"); do
+		run_h2load stemedb_h1 "$run" h1 1 "$h2_requests"
+		run_h2load stemedb_h2c "$run" h2c 1 "$h2_requests"
+	done
+	for run in $(seq 1 "$h2_mux_runs"); do
+		run_h2load stemedb_h2c_mux "$run" h2c "$h2_streams" "$h2_mux_requests"
+	done
+	# Server-side connections of the HTTP/1.1 listener that outlive every client: a sign of
+	# upstream connections the h2c forwarder left open.
+	sleep 1
+	meta h1_connections_after_mux "$(ss -Htn state established "( sport = :$port )" | wc -l)"
 }
 
 # profile NAME DELAY_MS COMMAND... samples every CPU with perf for 4 s, starting
@@ -304,6 +437,12 @@ profile_stemedb() {
 	profile batch 3000 "$bin/loadgen" batch --port "$port" --count 80000 --batch-size "$batch_size" \
 		--clients "$batch_clients" --tag profile-batch --max-seconds 10
 	profile query 1000 wrk -t2 -c"$clients" -d6s -s "$root/bench/query.lua" "http://127.0.0.1:$port" -- "$subjects"
+	profile skeptic 1000 wrk -t2 -c"$clients" -d6s -s "$root/bench/query.lua" "http://127.0.0.1:$port" -- \
+		"$subjects" skeptic
+	profile layered 1000 wrk -t2 -c"$clients" -d6s -s "$root/bench/query.lua" "http://127.0.0.1:$port" -- \
+		"$subjects" layered
+	profile vote 1000 wrk -t2 -c"$clients" -d6s -s "$root/bench/query.lua" "http://127.0.0.1:$port" -- \
+		"$subjects" query vote
 }
 
 # metrics_delta NAME BEFORE AFTER records the server's own view of the group commit
@@ -473,6 +612,14 @@ describe_machine() {
 	meta batch_clients "$batch_clients"
 	meta clients "$clients"
 	meta seconds "$seconds"
+	meta view_runs "$view_runs"
+	meta vote_percent "$vote_percent"
+	meta h2_requests "$h2_requests"
+	meta h2_streams "$h2_streams"
+	meta h2_mux_requests "$h2_mux_requests"
+	meta h2_mux_runs "$h2_mux_runs"
+	meta h2_timeout "$h2_timeout"
+	meta h2load "$(dpkg-query -W -f='${Version}' nghttp2-client 2>/dev/null)"
 }
 
 main() {
@@ -499,8 +646,14 @@ main() {
 	bench_stemedb_preload
 	log "StemeDB authority-lens queries"
 	bench_stemedb_queries
+	log "StemeDB skeptic and layered views ($view_runs runs each)"
+	bench_stemedb_views
+	log "StemeDB signed votes on $vote_percent% of the subjects, then vote-lens queries"
+	bench_stemedb_votes
 	log "profiles"
 	profile_stemedb
+	log "StemeDB authority queries with h2load over HTTP/1.1 and h2c"
+	bench_stemedb_http2
 	stop_stemedb
 
 	start_postgres
