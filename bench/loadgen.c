@@ -946,7 +946,8 @@ static void print_result(struct driver *d, double gen_seconds)
 	double *l = s->latencies_ms;
 	size_t n = s->latency_count;
 
-	qsort(l, n, sizeof(double), compare_doubles);
+	if (n > 0)
+		qsort(l, n, sizeof(double), compare_doubles);
 	if (d->opt->mode == MODE_VOTES)
 		printf("votes voted_subjects=%ld sample_voted_subject=%ld\n",
 		       d->work->voted_subjects, d->work->sample_voted_subject);

@@ -305,6 +305,7 @@ def mux_sentences(work, fig, meta):
                   "their %s requests within %s s, so they are left out of the row."
                   % (failed, runs, meta.get("h2_streams", "?"),
                      thousands(meta.get("h2_mux_requests", "?")), meta.get("h2_timeout", "?"))]
+
     worst = max(fig.results.get("stemedb_h2c_mux_max_ms", [0]))
     single = max(fig.results.get("stemedb_h2c_max_ms", [0]))
     if worst > 1000:
@@ -320,6 +321,7 @@ def mux_sentences(work, fig, meta):
             lines[-1] += (" The server log of this run shows HTTP workers reaching their "
                           "share of the connection limit, after which new connections, the "
                           "forwarder's included, wait in the listen backlog.")
+
     lingering = meta.get("h1_connections_after_mux", "")
     if lingering:
         lines += ["", "After the multiplexed runs, %s connections to the HTTP/1.1 listener "
