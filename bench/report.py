@@ -381,8 +381,9 @@ def goals_notes(work, fig):
             continue
         if profile is None:
             text = ("%s run at %s the rate of the same queries from the same client "
-                    "(h2load) over HTTP/1.1, because each of them also crosses the "
-                    "forwarder's loopback HTTP/1.1 connection."
+                    "(h2load) over HTTP/1.1. Each of them also crosses the forwarder's "
+                    "loopback HTTP/1.1 connection, so on these shared cores every h2c "
+                    "request costs the HTTP/1.1 request's work plus the HTTP/2 framing."
                     % (label, ratio_text(rate, fig.median("stemedb_h1_rate"))))
             lines += ["", text]
             continue
