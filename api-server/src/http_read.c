@@ -349,6 +349,25 @@ static void write_query(struct json_writer *w, const struct read_params *rp,
 	json_writer_object_end(w);
 }
 
+bool http_read_begin(struct http_call *call, const char *const *param_names, const char *endpoint,
+                     struct http_query *q, struct read_params *rp, struct candidate_list *list,
+                     struct audit_entry *entry)
+{
+	if (http_require_ready(call) == NULL)
+		return false;
+	if (!http_query_parse(call, param_names, q) || !http_read_params_parse(call, q, rp) ||
+	    !http_read_load_candidates(call, rp, list)) {
+		http_query_free(q);
+		return false;
+	}
+	if (!http_audit_begin(call, q, endpoint, entry, rp->query_id)) {
+		candidate_list_free(list);
+		http_query_free(q);
+		return false;
+	}
+	return true;
+}
+
 void http_handle_query(struct http_call *call)
 {
 	uint64_t started = http_now_ns();
@@ -360,19 +379,8 @@ void http_handle_query(struct http_call *call)
 	struct json_writer w;
 	struct buf body;
 
-	if (http_require_ready(call) == NULL)
+	if (!http_read_begin(call, read_param_names, "query", &q, &rp, &list, &entry))
 		return;
-	if (!http_query_parse(call, read_param_names, &q) ||
-	    !http_read_params_parse(call, &q, &rp) ||
-	    !http_read_load_candidates(call, &rp, &list)) {
-		http_query_free(&q);
-		return;
-	}
-	if (!http_audit_begin(call, &q, "query", &entry, rp.query_id)) {
-		candidate_list_free(&list);
-		http_query_free(&q);
-		return;
-	}
 
 	memset(&result, 0, sizeof(result));
 	lens_resolve(rp.lens, list.items, list.count, &rp.lens_params, &result);
@@ -483,19 +491,8 @@ void http_handle_skeptic(struct http_call *call)
 	struct json_writer w;
 	struct buf body;
 
-	if (http_require_ready(call) == NULL)
+	if (!http_read_begin(call, skeptic_param_names, "skeptic", &q, &rp, &list, &entry))
 		return;
-	if (!http_query_parse(call, skeptic_param_names, &q) ||
-	    !http_read_params_parse(call, &q, &rp) ||
-	    !http_read_load_candidates(call, &rp, &list)) {
-		http_query_free(&q);
-		return;
-	}
-	if (!http_audit_begin(call, &q, "skeptic", &entry, rp.query_id)) {
-		candidate_list_free(&list);
-		http_query_free(&q);
-		return;
-	}
 
 	memset(&result, 0, sizeof(result));
 	skeptic_analyze(list.items, list.count, &rp.lens_params, &result);

@@ -67,6 +67,14 @@ void http_read_write_candidate(struct json_writer *w, const struct candidate *c,
 bool http_read_load_candidates(struct http_call *call, struct read_params *rp,
                                struct candidate_list *list);
 
+/* Runs the common start of the audited read endpoints (query, skeptic, layered):
+ * readiness, parameter parsing with the endpoint's parameter names, candidate loading
+ * and the start of the audit entry. On failure it has replied and freed what it made,
+ * and returns false; on success the caller owns q, list and entry. */
+bool http_read_begin(struct http_call *call, const char *const *param_names, const char *endpoint,
+                     struct http_query *q, struct read_params *rp, struct candidate_list *list,
+                     struct audit_entry *entry);
+
 /* Writes {"type", "value"} as object_value_to_json builds it. */
 void http_read_write_object(struct json_writer *w, const struct object_value *o);
 

@@ -107,19 +107,8 @@ void http_handle_layered(struct http_call *call)
 	struct json_writer w;
 	struct buf body;
 
-	if (http_require_ready(call) == NULL)
+	if (!http_read_begin(call, layered_param_names, "layered", &q, &rp, &list, &entry))
 		return;
-	if (!http_query_parse(call, layered_param_names, &q) ||
-	    !http_read_params_parse(call, &q, &rp) ||
-	    !http_read_load_candidates(call, &rp, &list)) {
-		http_query_free(&q);
-		return;
-	}
-	if (!http_audit_begin(call, &q, "layered", &entry, rp.query_id)) {
-		candidate_list_free(&list);
-		http_query_free(&q);
-		return;
-	}
 
 	lens_layered(list.items, list.count, &rp.lens_params, &result);
 	http_reply_begin(&body, &w);
