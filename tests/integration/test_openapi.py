@@ -77,7 +77,8 @@ def test_document_structure():
     doc = load_doc()
 
     assert re.fullmatch(r"3\.1\.\d+", doc.get("openapi", "")), doc.get("openapi")
-    assert doc["info"].get("title") and doc["info"].get("version"), doc["info"]
+    assert doc["info"].get("title"), doc["info"]
+    assert doc["info"].get("version"), doc["info"]
     assert doc["paths"], "the document has no paths"
     ids = [op["operationId"] for item in doc["paths"].values()
            for method, op in item.items() if method in METHODS]
