@@ -49,11 +49,12 @@ enum store_cf {
 	CF_AUDIT,
 	CF_RECORDS,
 	CF_VOTES,
+	CF_PROTECT,
 	CF_COUNT
 };
 
 static const char *const CF_NAMES[CF_COUNT] = {"default", "assertions", "sp_index", "views",
-                                               "audit",   "records",    "votes"};
+                                               "audit",   "records",    "votes",    "protect"};
 
 struct store {
 	char *path;
@@ -736,8 +737,9 @@ enum store_result store_flush(struct store *s, char *err, size_t err_size)
 	/* The cursor (default) goes last: a crash between two flushes then leaves data ahead
 	 * of the cursor, which replay rewrites harmlessly, never a cursor ahead of data. The
 	 * RocksDB 7.8 C API has no call that flushes several column families at once. */
-	static const enum store_cf ORDER[CF_COUNT] = {
-	        CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS, CF_AUDIT, CF_RECORDS, CF_VOTES, CF_DEFAULT};
+	static const enum store_cf ORDER[CF_COUNT] = {CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS,
+	                                              CF_AUDIT,      CF_RECORDS,  CF_VOTES,
+	                                              CF_PROTECT,    CF_DEFAULT};
 	rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
 	enum store_result rc = STORE_OK;
 
@@ -1677,4 +1679,88 @@ enum store_result store_put_view_durable(struct store *s, const void *key, size_
 		return STORE_ERROR;
 	}
 	return STORE_OK;
+}
+
+/* ---- protection state (column family "protect") ---- */
+
+enum store_result store_protect_put(struct store *s, const void *key, size_t key_len,
+                                    const void *value, size_t value_len)
+{
+	rocksdb_writeoptions_t *options = rocksdb_writeoptions_create();
+	char *error = NULL;
+
+	/* Protection state is in no StemeDB WAL: sync RocksDB's WAL before returning. */
+	rocksdb_writeoptions_set_sync(options, 1);
+	rocksdb_put_cf(s->db, options, s->cf[CF_PROTECT], key, key_len, value, value_len, &error);
+	rocksdb_writeoptions_destroy(options);
+	if (error != NULL) {
+		log_error("rocksdb_put_cf() of protection state to %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+enum store_result store_protect_delete(struct store *s, const void *key, size_t key_len)
+{
+	rocksdb_writeoptions_t *options = rocksdb_writeoptions_create();
+	char *error = NULL;
+
+	rocksdb_writeoptions_set_sync(options, 1);
+	rocksdb_delete_cf(s->db, options, s->cf[CF_PROTECT], key, key_len, &error);
+	rocksdb_writeoptions_destroy(options);
+	if (error != NULL) {
+		log_error("rocksdb_delete_cf() of protection state in %s failed: %s", s->path,
+		          error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+enum store_result store_protect_get(struct store *s, const void *key, size_t key_len,
+                                    struct buf *value)
+{
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc = get_pinned(s, CF_PROTECT, key, key_len, &slice);
+	const char *data;
+	size_t len;
+
+	if (rc != STORE_OK)
+		return rc;
+	data = rocksdb_pinnableslice_value(slice, &len);
+	buf_reset(value);
+	buf_append(value, data, len);
+	rocksdb_pinnableslice_destroy(slice);
+	return STORE_OK;
+}
+
+enum store_result store_protect_scan(struct store *s, const void *prefix, size_t prefix_len,
+                                     store_key_fn fn, void *ctx)
+{
+	rocksdb_readoptions_t *options = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, options, s->cf[CF_PROTECT]);
+	enum store_result rc = STORE_OK;
+	char *error = NULL;
+
+	for (rocksdb_iter_seek(it, prefix, prefix_len); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t key_len, value_len;
+		const char *key = rocksdb_iter_key(it, &key_len);
+		const char *value = rocksdb_iter_value(it, &value_len);
+
+		if (key_len < prefix_len || memcmp(key, prefix, prefix_len) != 0)
+			break;
+		if (!fn(ctx, (const uint8_t *)key, key_len, (const uint8_t *)value, value_len))
+			break;
+	}
+	rocksdb_iter_get_error(it, &error);
+	if (error != NULL) {
+		log_error("scanning protection state in %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		rc = STORE_ERROR;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(options);
+	return rc;
 }

@@ -213,4 +213,18 @@ enum store_result store_subject_prefix_pairs(struct store *s,
 enum store_result store_put_view_durable(struct store *s, const void *key, size_t key_len,
                                          const void *value, size_t value_len);
 
+/* Column family "protect" holds the state of the protection layers (API keys, circuit
+ * breakers, quarantine). Each key starts with a one-byte kind listed in
+ * docs/storage.md. Writes sync RocksDB's WAL before returning, because no StemeDB WAL
+ * carries them. */
+enum store_result store_protect_put(struct store *s, const void *key, size_t key_len,
+                                    const void *value, size_t value_len);
+enum store_result store_protect_delete(struct store *s, const void *key, size_t key_len);
+/* Copies the value into value (cleared first); STORE_NOT_FOUND when absent. */
+enum store_result store_protect_get(struct store *s, const void *key, size_t key_len,
+                                    struct buf *value);
+/* Visits the keys that start with prefix, in key order, until fn returns false. */
+enum store_result store_protect_scan(struct store *s, const void *prefix, size_t prefix_len,
+                                     store_key_fn fn, void *ctx);
+
 #endif
