@@ -57,6 +57,7 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_AUDIT_RETENTION_SECONDS",
         "STEMEDB_HTTP2_LISTEN",
         "STEMEDB_ROOT_API_KEY",
+        "STEMEDB_API_KEY", /* read by stemedb-ctl, sent as X-API-Key */
         "STEMEDB_RATE_LIMIT_ENABLED",
         "STEMEDB_RATE_LIMIT_WRITE_RATE",
         "STEMEDB_RATE_LIMIT_WRITE_BURST",

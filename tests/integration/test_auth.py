@@ -297,3 +297,15 @@ def test_gateway_token_still_works_with_auth(auth_node):
         assert requests.get(url, timeout=10).status_code == 401
     finally:
         gateway.stop()
+
+
+def test_ctl_sends_api_key_from_env(auth_node):
+    binary = os.path.join(build_dir(), "bin", "stemedb-ctl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEMEDB_")}
+    args = [binary, "--url", auth_node.base_url, "query", "--subject", "s", "--predicate", "p"]
+    without = subprocess.run(args, capture_output=True, text=True, env=env, timeout=30)
+    assert without.returncode == 1
+    assert "missing_api_key" in without.stdout + without.stderr
+    keyed_env = {**env, "STEMEDB_API_KEY": ROOT_KEY}
+    keyed = subprocess.run(args, capture_output=True, text=True, env=keyed_env, timeout=30)
+    assert keyed.returncode == 0, keyed.stderr
