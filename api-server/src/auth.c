@@ -207,7 +207,7 @@ done:
 /* ---- the key table ---- */
 
 /* Keys sorted by id, so lookups are a binary search. Revoked keys stay, for the list.
- * Workers take the read lock; create and revoke take the write lock. */
+ * Workers take the read lock, and create and revoke take the write lock. */
 static struct {
 	pthread_rwlock_t lock;
 	struct api_key *keys;
@@ -416,11 +416,6 @@ void auth_stop(void)
 	pthread_rwlock_unlock(&table.lock);
 }
 
-bool auth_enabled(void)
-{
-	return table.enabled;
-}
-
 bool auth_create_key(const char *name, unsigned scopes, const uint8_t *agent,
                      struct api_key *created, char text[API_KEY_TEXT_LEN + 1], char *err,
                      size_t err_size)
@@ -462,6 +457,8 @@ bool auth_create_key(const char *name, unsigned scopes, const uint8_t *agent,
 	if (!save_key(&key)) {
 		pthread_rwlock_unlock(&table.lock);
 		sodium_memzero(secret, sizeof(secret));
+		hex_encode(key.id, API_KEY_ID_LEN, id_hex);
+		log_error("creating API key %s failed: the store write failed", id_hex);
 		snprintf(err, err_size, "storing the API key failed; see the stemedb-api log");
 		return false;
 	}

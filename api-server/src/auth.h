@@ -3,9 +3,9 @@
 /* API keys of stemedb-api. A key is the text "sdb_" + 16 hex digits of key id + "_" + 64
  * hex digits of secret. Only the key id, a random salt and BLAKE2b-256(salt || secret)
  * are stored, in the "protect" column family under kind byte 'k' (docs/storage.md).
- * Every key is also held in an in-memory table, loaded at start and updated on create
- * and revoke under a lock, so a check reads no RocksDB and a revoked key is rejected
- * by every worker from the next request on. docs/protection.md describes the rules. */
+ * An in-memory table holds every key. It is loaded at start and updated under a lock
+ * on create and revoke. So a check reads no RocksDB, and every worker rejects a
+ * revoked key from the next request on. docs/protection.md describes the rules. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,7 +59,7 @@ void api_key_hash(const uint8_t salt[API_KEY_SALT_LEN], const uint8_t secret[API
 /* Returns true when secret hashes to the key's stored hash, compared in constant
  * time. */
 bool api_key_secret_matches(const struct api_key *key, const uint8_t secret[API_KEY_SECRET_LEN]);
-/* Returns true when scopes grant the needed scope; admin grants read and write too. */
+/* Returns true when scopes grant the needed scope. Admin grants read and write too. */
 bool api_key_scopes_allow(unsigned scopes, enum api_key_scope needed);
 /* Parses a comma-separated list of "read", "write" and "admin" into *scopes. Returns
  * false on an empty list or an unknown name. */
@@ -68,7 +68,7 @@ bool api_key_scopes_parse(const char *text, unsigned *scopes);
 void api_key_scopes_format(unsigned scopes, char *out, size_t out_size);
 /* Encodes a key as its stored value (JSON text, without a NUL) into a malloc'd buffer. */
 char *api_key_encode(const struct api_key *key, size_t *len);
-/* Decodes a stored value; returns false when it is malformed. */
+/* Decodes a stored value. Returns false when it is malformed. */
 bool api_key_decode(const uint8_t id[API_KEY_ID_LEN], const uint8_t *value, size_t len,
                     struct api_key *key);
 
@@ -85,8 +85,6 @@ bool auth_start(struct store *store, const struct auth_settings *settings, char 
                 size_t err_size);
 /* Frees the table. */
 void auth_stop(void);
-/* Returns true when STEMEDB_AUTH_ENABLED was set at start. */
-bool auth_enabled(void);
 
 /* Creates a key, stores it (synced) and adds it to the table. On success fills
  * *created and writes the key text, shown only once, into text. */
@@ -96,7 +94,7 @@ bool auth_create_key(const char *name, unsigned scopes, const uint8_t *agent,
 /* Marks a key revoked in the store and the table. Returns 1 when revoked now, 0 when
  * it was revoked before, -1 when not found and -2 on a storage error. */
 int auth_revoke_key(const uint8_t id[API_KEY_ID_LEN], struct api_key *key);
-/* Copies every key, in id order, into a malloc'd array; *count gets its length. */
+/* Copies every key, in id order, into a malloc'd array whose length goes to *count. */
 struct api_key *auth_list_keys(size_t *count);
 /* Looks up the key text and checks its secret. Returns true and fills *key when the
  * key exists, is not revoked and matches. */

@@ -13,10 +13,11 @@
 #include "stemedb/hex.h"
 #include "stemedb/log.h"
 
-/* A power of two. 64 shards keep lock contention low for the worker counts that
- * STEMEDB_HTTP_THREADS allows on common hardware. */
+/* A power of two. With many more shards than the usual worker count, two workers
+ * rarely need the same shard at once (an estimate, not measured). */
 #define RATE_LIMIT_SHARDS 64
-/* Longest client identity: an IPv6 address text, or a key id with its kind byte. */
+/* Maximum length of a client identity: an IPv6 address text, or a key id, each after
+ * a kind byte. */
 #define RATE_LIMIT_CLIENT_MAX 64
 
 struct client_entry {
@@ -132,8 +133,8 @@ static bool entry_idle(const struct rate_limiter *limiter, const struct client_e
 	return true;
 }
 
-/* Removes idle entries; when none is idle, removes the least recently seen one, which
- * forgets that client's spent tokens. Caller holds the shard lock. */
+/* Removes idle entries. When none is idle, removes the least recently seen one, which
+ * drops that client's spent tokens. Caller holds the shard lock. */
 static void shard_evict(struct rate_limiter *limiter, struct shard *s, uint64_t now_ns)
 {
 	struct client_entry **oldest = NULL;

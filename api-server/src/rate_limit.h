@@ -3,7 +3,7 @@
 /* Token-bucket rate limits per client and endpoint class. The client is the API key
  * id when the request carries a valid key, else the peer IP address. Buckets live in a
  * hash table split into shards, each with its own mutex, so concurrent requests of
- * different clients rarely wait on each other. The table holds at most max_clients
+ * different clients rarely wait on each other. The table contains at most max_clients
  * clients and evicts idle ones first. docs/protection.md explains the defaults. */
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* Admin endpoints for the API keys of stemedb-api, and the admin-scope key check of
- * every admin endpoint when STEMEDB_AUTH_ENABLED is true. stemedb-api owns the keys;
- * the gateway reaches it over api.sock on a job thread. */
+ * every admin endpoint when STEMEDB_AUTH_ENABLED is true. stemedb-api owns the keys,
+ * and the gateway reaches it over api.sock on a job thread. */
 
 #include <event2/http.h>
 #include <sodium.h>

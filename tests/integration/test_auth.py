@@ -161,7 +161,8 @@ def test_ctl_list_hides_secrets(auth_node):
     assert row["scopes"] == ["read", "write"]
     assert row["revoked_unix_ms"] == 0
     assert key["api_key"].split("_")[2] not in done.stdout
-    assert "hash" not in row and "salt" not in row
+    assert "hash" not in row
+    assert "salt" not in row
 
 
 def test_ctl_usage_errors(auth_node):

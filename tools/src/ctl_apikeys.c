@@ -111,7 +111,7 @@ static int keys_generate(void)
 	return CTL_EXIT_OK;
 }
 
-/* Splits LIST at commas into scopes; returns the count, or 0 on a bad name. */
+/* Splits LIST at commas into scopes. Returns the count, or 0 on an unknown name. */
 static size_t split_scopes(char *list, char *scopes[3])
 {
 	size_t count = 0;
