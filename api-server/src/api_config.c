@@ -27,6 +27,78 @@ static const char *default_data_dir(void)
 
 /* Fills the option table with pointers into cfg. The table is rebuilt for each call
  * because its targets are the fields of one particular struct. */
+#define RATE_OPTION(env_name, flag_name, field, default_text, help_text)                           \
+	(struct config_option)                                                                     \
+	{                                                                                          \
+		env_name, flag_name, CONFIG_DOUBLE, &cfg->field, default_text, 0.001, 1e9, NULL,   \
+		        help_text                                                                  \
+	}
+
+/* Options of the API key check and the rate limits. */
+static size_t api_config_protection_options(struct api_config *cfg, struct config_option *o)
+{
+	size_t n = 0;
+
+	o[n++] = (struct config_option){"STEMEDB_AUTH_ENABLED",
+	                                "auth-enabled",
+	                                CONFIG_BOOL,
+	                                &cfg->auth_enabled,
+	                                "false",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "require an X-API-Key on every endpoint except health, "
+	                                "ready and metrics"};
+	o[n++] = (struct config_option){"STEMEDB_ROOT_API_KEY",
+	                                NULL,
+	                                CONFIG_STRING,
+	                                &cfg->root_api_key,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "API key with every scope, stored at start "
+	                                "(environment only)"};
+	o[n++] = (struct config_option){"STEMEDB_RATE_LIMIT_ENABLED",
+	                                "rate-limit-enabled",
+	                                CONFIG_BOOL,
+	                                &cfg->rate_limit_enabled,
+	                                "true",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "limit the request rate of each client"};
+	o[n++] = RATE_OPTION("STEMEDB_RATE_LIMIT_WRITE_RATE", "rate-limit-write-rate",
+	                     rate_limit_write_rate, "50000",
+	                     "POST requests per second that one client may send");
+	o[n++] = RATE_OPTION("STEMEDB_RATE_LIMIT_WRITE_BURST", "rate-limit-write-burst",
+	                     rate_limit_write_burst, "100000",
+	                     "POST requests that one client may send at once (bucket size)");
+	o[n++] = RATE_OPTION("STEMEDB_RATE_LIMIT_READ_RATE", "rate-limit-read-rate",
+	                     rate_limit_read_rate, "100000",
+	                     "read requests per second that one client may send");
+	o[n++] = RATE_OPTION("STEMEDB_RATE_LIMIT_READ_BURST", "rate-limit-read-burst",
+	                     rate_limit_read_burst, "200000",
+	                     "read requests that one client may send at once (bucket size)");
+	o[n++] = RATE_OPTION("STEMEDB_RATE_LIMIT_OTHER_RATE", "rate-limit-other-rate",
+	                     rate_limit_other_rate, "1000",
+	                     "audit and OpenAPI requests per second that one client may send");
+	o[n++] = RATE_OPTION("STEMEDB_RATE_LIMIT_OTHER_BURST", "rate-limit-other-burst",
+	                     rate_limit_other_burst, "2000",
+	                     "audit and OpenAPI requests that one client may send at once");
+	o[n++] = (struct config_option){"STEMEDB_RATE_LIMIT_MAX_CLIENTS",
+	                                "rate-limit-max-clients",
+	                                CONFIG_UINT,
+	                                &cfg->rate_limit_max_clients,
+	                                "100000",
+	                                64,
+	                                100000000,
+	                                NULL,
+	                                "clients whose buckets are kept in memory; idle ones are "
+	                                "evicted first"};
+	return n;
+}
+
 static size_t api_config_options(struct api_config *cfg, struct config_option *o)
 {
 	size_t n = 0;
@@ -226,10 +298,11 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                0,
 	                                NULL,
 	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
+	n += api_config_protection_options(cfg, o + n);
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX 24
+#define API_CONFIG_OPTION_MAX 40
 
 /* Derives the values that depend on others: enums from their names, the WAL directory
  * from the data directory, the thread count from the CPU count. */
@@ -255,6 +328,17 @@ static bool api_config_resolve(struct api_config *cfg, char *err, size_t err_siz
 		snprintf(wal_dir, size, "%s/wal", cfg->data_dir);
 		free(cfg->wal_dir);
 		cfg->wal_dir = wal_dir;
+	}
+
+	if (cfg->rate_limit_write_burst < 1 || cfg->rate_limit_read_burst < 1 ||
+	    cfg->rate_limit_other_burst < 1) {
+		snprintf(
+		        err, err_size,
+		        "STEMEDB_RATE_LIMIT_WRITE_BURST, _READ_BURST and _OTHER_BURST must each be "
+		        "at least 1, or no request would pass; they are %g, %g and %g",
+		        cfg->rate_limit_write_burst, cfg->rate_limit_read_burst,
+		        cfg->rate_limit_other_burst);
+		return false;
 	}
 
 	if (cfg->http_threads == 0) {

@@ -36,6 +36,16 @@ struct api_config {
 	uint64_t audit_retention_days;
 	uint64_t audit_retention_seconds; /* when not 0, replaces audit_retention_days */
 	char *http2_listen;               /* empty: no HTTP/2 listener */
+	bool auth_enabled;                /* STEMEDB_AUTH_ENABLED: API keys required */
+	char *root_api_key;               /* empty: no root key bootstrap */
+	bool rate_limit_enabled;
+	double rate_limit_write_rate; /* tokens per second of each endpoint class */
+	double rate_limit_write_burst;
+	double rate_limit_read_rate;
+	double rate_limit_read_burst;
+	double rate_limit_other_rate;
+	double rate_limit_other_burst;
+	uint64_t rate_limit_max_clients;
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

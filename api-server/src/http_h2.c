@@ -49,6 +49,7 @@ struct h2_stream {
 	char content_type[H2_HEADER_VALUE_MAX];
 	char accept[H2_HEADER_VALUE_MAX];
 	char agent_id[H2_HEADER_VALUE_MAX];
+	char api_key[H2_HEADER_VALUE_MAX];
 	size_t header_bytes;
 	struct evbuffer *request_body;
 	struct evbuffer *response_body;
@@ -117,11 +118,25 @@ static ssize_t h2_read_body(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
 		        NGHTTP2_NV_FLAG_NONE                                                       \
 	}
 
-/* Submits a response whose body is st->response_body; allow may be NULL. */
-static void h2_submit(struct h2_stream *st, int status, const char *content_type, const char *allow)
+/* Response headers of the HTTP/1.1 listener that the front passes on: the methods of a
+ * 405, the wait of a 429 and the scheme of a 401. */
+static const struct {
+	const char *upstream; /* as libevent finds it */
+	const char *h2;       /* lowercase, as HTTP/2 requires */
+} passed_headers[] = {
+        {"Allow", "allow"},
+        {"Retry-After", "retry-after"},
+        {"WWW-Authenticate", "www-authenticate"},
+};
+#define PASSED_HEADER_COUNT (sizeof(passed_headers) / sizeof(passed_headers[0]))
+
+/* Submits a response whose body is st->response_body, with the passed headers of
+ * upstream (NULL for a response of the front itself). */
+static void h2_submit(struct h2_stream *st, int status, const char *content_type,
+                      const struct evkeyvalq *upstream)
 {
 	char status_text[8];
-	nghttp2_nv headers[3];
+	nghttp2_nv headers[2 + PASSED_HEADER_COUNT];
 	size_t count = 0;
 	nghttp2_data_provider provider = {.source.ptr = st->response_body,
 	                                  .read_callback = h2_read_body};
@@ -132,8 +147,14 @@ static void h2_submit(struct h2_stream *st, int status, const char *content_type
 	headers[count++] = (nghttp2_nv)H2_NV(":status", status_text);
 	if (content_type != NULL)
 		headers[count++] = (nghttp2_nv)H2_NV("content-type", content_type);
-	if (allow != NULL)
-		headers[count++] = (nghttp2_nv)H2_NV("allow", allow);
+	for (size_t i = 0; upstream != NULL && i < PASSED_HEADER_COUNT; i++) {
+		const char *value = evhttp_find_header(upstream, passed_headers[i].upstream);
+
+		if (value != NULL)
+			headers[count++] = (nghttp2_nv){
+			        (uint8_t *)passed_headers[i].h2, (uint8_t *)value,
+			        strlen(passed_headers[i].h2), strlen(value), NGHTTP2_NV_FLAG_NONE};
+	}
 
 	st->answered = true;
 	nghttp2_submit_response(st->session->ng, st->id, headers, count,
@@ -193,10 +214,9 @@ static void h2_copy_response(struct h2_stream *st, struct evhttp_request *res)
 {
 	struct evkeyvalq *headers = evhttp_request_get_input_headers(res);
 	const char *content_type = evhttp_find_header(headers, "Content-Type");
-	const char *allow = evhttp_find_header(headers, "Allow");
 
 	evbuffer_add_buffer(st->response_body, evhttp_request_get_input_buffer(res));
-	h2_submit(st, evhttp_request_get_response_code(res), content_type, allow);
+	h2_submit(st, evhttp_request_get_response_code(res), content_type, headers);
 }
 
 /* Completes a forwarded request. libevent frees res after this returns. */
@@ -294,6 +314,7 @@ static void h2_forward(struct h2_stream *st)
 	h2_add_header(headers, "Content-Type", st->content_type);
 	h2_add_header(headers, "Accept", st->accept);
 	h2_add_header(headers, "X-Agent-Id", st->agent_id);
+	h2_add_header(headers, "X-API-Key", st->api_key);
 	evbuffer_add_buffer(evhttp_request_get_output_buffer(req), st->request_body);
 
 	st->forwarded = true;
@@ -351,7 +372,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 	            {":path", offsetof(struct h2_stream, path)},
 	            {"content-type", offsetof(struct h2_stream, content_type)},
 	            {"accept", offsetof(struct h2_stream, accept)},
-	            {"x-agent-id", offsetof(struct h2_stream, agent_id)}};
+	            {"x-agent-id", offsetof(struct h2_stream, agent_id)},
+	            {"x-api-key", offsetof(struct h2_stream, api_key)}};
 
 	(void)flags;
 	(void)user_data;

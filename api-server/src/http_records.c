@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "http_handlers.h"
 #include "http_records.h"
 #include "http_util.h"
@@ -143,7 +144,9 @@ static void submit_record(struct http_call *call, struct commit_pipeline *p, jso
 		                 record_type_name(type));
 		goto fail;
 	}
-	if (!check_record_signers(call, &w->record, w->request.hash) ||
+	if ((w->record.signer_count > 0 &&
+	     !auth_check_signer(call, w->record.signers[0].agent_id)) ||
+	    !check_record_signers(call, &w->record, w->request.hash) ||
 	    (check != NULL && !check(call, &w->record)))
 		goto fail;
 

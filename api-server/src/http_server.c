@@ -17,10 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "http_h2.h"
 #include "http_handlers.h"
 #include "http_openapi.h"
 #include "http_util.h"
+#include "rate_limit.h"
 #include "stemedb/config.h"
 #include "stemedb/log.h"
 
@@ -378,6 +380,25 @@ static const char *route_allowed_methods(const struct route *route)
 	return get ? "GET, HEAD" : "POST";
 }
 
+/* Returns the class that picks a route's API key scope and rate limit. */
+static enum http_route_class route_class_of(enum route_id route)
+{
+	switch (route) {
+	case ROUTE_HEALTH:
+	case ROUTE_READY:
+	case ROUTE_METRICS:
+	case ROUTE_UNMATCHED:
+		return HTTP_ROUTE_CLASS_EXEMPT;
+	case ROUTE_AUDIT_QUERIES:
+	case ROUTE_AUDIT_QUERY:
+	case ROUTE_OPENAPI:
+		return HTTP_ROUTE_CLASS_OTHER;
+	default:
+		return routes[route].method == HTTP_METHOD_POST ? HTTP_ROUTE_CLASS_WRITE
+		                                                : HTTP_ROUTE_CLASS_READ;
+	}
+}
+
 static void http_dispatch(struct http_call *call)
 {
 	const struct route *route = &routes[call->route];
@@ -400,6 +421,10 @@ static void http_dispatch(struct http_call *call)
 		                 route->label, allow);
 		return;
 	}
+	if (!auth_check(call))
+		return;
+	if (!rate_limit_check(call))
+		return;
 	route->handler(call);
 }
 
@@ -426,6 +451,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	if (call->path == NULL || call->path[0] == '\0')
 		call->path = "/";
 	call->route = route_match(call->path, call->method);
+	call->route_class = route_class_of((enum route_id)call->route);
 
 	http_dispatch(call);
 }

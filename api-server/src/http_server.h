@@ -32,6 +32,15 @@ struct api_state {
 	char node_id[37];    /* UUID text */
 };
 
+/* Endpoint classes of the protection layers: API key scopes and rate limits. */
+enum http_route_class {
+	HTTP_ROUTE_CLASS_EXEMPT = 0, /* health, ready, metrics: no key, no rate limit */
+	HTTP_ROUTE_CLASS_WRITE,      /* POST routes: write scope */
+	HTTP_ROUTE_CLASS_READ,       /* GET routes that read stored data: read scope */
+	HTTP_ROUTE_CLASS_OTHER,      /* the OpenAPI document and the audit log: read scope */
+	HTTP_ROUTE_CLASS_COUNT
+};
+
 /* One request being handled. It lives from the dispatch until the reply is sent,
  * possibly across threads while a write is in the commit pipeline. */
 struct http_call {
@@ -45,6 +54,14 @@ struct http_call {
 	const char *path;        /* raw request path, percent-encoded */
 	const char *query;       /* raw query string or NULL */
 	bool shutting_down;      /* the worker takes no new writes: stop has begun */
+	enum http_route_class route_class;
+	/* Set by auth_check from a valid X-API-Key and the X-Agent-Id header. */
+	bool key_known;
+	uint8_t key_id[8];
+	bool key_agent_bound;
+	uint8_t key_agent[32];
+	bool agent_known; /* X-Agent-Id was given */
+	uint8_t agent[32];
 
 	/* Set by a handler that waits for the commit pipeline: called on the worker
 	 * thread once the writer has completed every request of this call. */

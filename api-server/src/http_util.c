@@ -31,7 +31,8 @@ static const char *const rejection_codes[] = {
         "invalid_parameter",  "missing_parameter", "unknown_parameter", "not_found",
         "method_not_allowed", "payload_too_large", "batch_too_large",   "unsupported_media_type",
         "out_of_range",       "invalid_signature", "duplicate_signer",  "unavailable",
-        "internal_error"};
+        "internal_error",     "missing_api_key",   "invalid_api_key",   "insufficient_scope",
+        "rate_limited",       "agent_not_allowed", "invalid_header"};
 
 static void http_count_rejection_by(const char *code, double delta)
 {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "http_handlers.h"
 #include "http_util.h"
 #include "stemedb/hex.h"
@@ -197,6 +198,12 @@ void http_handle_assert(struct http_call *call)
 		return;
 	}
 	json_decref(body);
+	if (w->request.assertion.signature_count > 0 &&
+	    !auth_check_signer(call, w->request.assertion.signatures[0].agent_id)) {
+		assertion_free(&w->request.assertion);
+		free(w);
+		return;
+	}
 
 	w->call = call;
 	w->request.on_complete = on_single_committed;
@@ -521,6 +528,21 @@ static void batch_dispatch(struct batch_write *b)
 	pthread_mutex_unlock(&verify_pool.lock);
 }
 
+/* Checks the first item's first signer, the agent of a batch, against the agent
+ * binding of the request's API key. A missing or malformed signer passes here, because
+ * the item's own validation rejects it. */
+static bool batch_signer_allowed(struct http_call *call, json_t *items)
+{
+	json_t *signatures = json_object_get(json_array_get(items, 0), "signatures");
+	const char *agent_hex =
+	        json_string_value(json_object_get(json_array_get(signatures, 0), "agent_id"));
+	uint8_t agent[STEMEDB_AGENT_ID_LEN];
+
+	if (agent_hex == NULL || !hex_decode(agent_hex, strlen(agent_hex), agent, sizeof(agent)))
+		return true;
+	return auth_check_signer(call, agent);
+}
+
 void http_handle_batch(struct http_call *call)
 {
 	struct commit_pipeline *p = http_require_ready(call);
@@ -534,6 +556,11 @@ void http_handle_batch(struct http_call *call)
 		return;
 	items = batch_items(call, body);
 	if (items == NULL) {
+		json_decref(body);
+		return;
+	}
+
+	if (!batch_signer_allowed(call, items)) {
 		json_decref(body);
 		return;
 	}

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "ipc_keys.h"
 #include "stemedb/daemon.h"
 #include "stemedb/ipc.h"
 #include "stemedb/log.h"
@@ -691,6 +692,8 @@ static void handle_request(void *ctx, struct ipc_conn *conn, const ipc_envelope 
 	struct ipc_api *api = ctx;
 	uint64_t id = request->request_id;
 
+	if (ipc_keys_handle(conn, request))
+		return;
 	switch (request->body_case) {
 	case BODY(STATS_REQUEST):
 		reply_stats(api, conn, id);

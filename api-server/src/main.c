@@ -18,11 +18,13 @@
 
 #include "api_config.h"
 #include "audit.h"
+#include "auth.h"
 #include "commit.h"
 #include "http_feed.h"
 #include "http_server.h"
 #include "http_util.h"
 #include "ipc_api.h"
+#include "rate_limit.h"
 #include "stemedb/daemon.h"
 #include "stemedb/hex.h"
 #include "stemedb/ipc.h"
@@ -252,8 +254,30 @@ static bool start_audit(struct api_state *state, char *err, size_t err_size)
 }
 
 /* Stops the audit writer, which stores what it has queued, then closes the database. */
+/* Loads the API keys and sets up the rate limiter. */
+static bool start_protection(struct api_state *state, char *err, size_t err_size)
+{
+	const struct api_config *cfg = state->config;
+	struct auth_settings auth = {.enabled = cfg->auth_enabled, .root_key = cfg->root_api_key};
+	struct rate_limit_settings limits = {.enabled = cfg->rate_limit_enabled,
+	                                     .max_clients = cfg->rate_limit_max_clients};
+
+	limits.classes[HTTP_ROUTE_CLASS_WRITE] =
+	        (struct rate_limit_class){cfg->rate_limit_write_rate, cfg->rate_limit_write_burst};
+	limits.classes[HTTP_ROUTE_CLASS_READ] =
+	        (struct rate_limit_class){cfg->rate_limit_read_rate, cfg->rate_limit_read_burst};
+	limits.classes[HTTP_ROUTE_CLASS_OTHER] =
+	        (struct rate_limit_class){cfg->rate_limit_other_rate, cfg->rate_limit_other_burst};
+	if (!auth_start(state->store, &auth, err, err_size))
+		return false;
+	rate_limit_start(&limits);
+	return true;
+}
+
 static void close_store(struct api_state *state)
 {
+	rate_limit_stop();
+	auth_stop();
 	audit_log_stop(state->audit);
 	state->audit = NULL;
 	store_close(state->store);
@@ -286,9 +310,9 @@ static int run(struct api_config *cfg)
 		log_error("%s", err);
 		return 1;
 	}
-	if (!start_audit(&state, err, sizeof(err))) {
+	if (!start_audit(&state, err, sizeof(err)) || !start_protection(&state, err, sizeof(err))) {
 		log_error("%s", err);
-		store_close(state.store);
+		close_store(&state);
 		return 1;
 	}
 

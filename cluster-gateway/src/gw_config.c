@@ -106,10 +106,20 @@ static size_t gw_config_options(struct gw_config *cfg, struct config_option *o)
 	                                "how long sealed WAL may wait for the archiver without the "
 	                                "archived offset moving before health reports it stalled, "
 	                                "in milliseconds"};
+	o[n++] = (struct config_option){"STEMEDB_AUTH_ENABLED",
+	                                "auth-enabled",
+	                                CONFIG_BOOL,
+	                                &cfg->auth_enabled,
+	                                "false",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "accept an admin-scope X-API-Key on /v1/admin/*, and "
+	                                "require credentials there even without an admin token"};
 	return n;
 }
 
-#define GW_CONFIG_OPTION_MAX 9
+#define GW_CONFIG_OPTION_MAX 10
 
 static bool replace_string(char **target, const char *value)
 {

@@ -24,6 +24,7 @@ struct gw_config {
 	uint64_t admin_timeout_ms; /* deadline of compaction and checkpoint calls */
 	uint64_t archive_stall_ms; /* unarchived WAL this long without progress: stalled */
 	char api_socket[4096];     /* resolved: $run_dir/api.sock */
+	bool auth_enabled;         /* STEMEDB_AUTH_ENABLED: API keys of stemedb-api */
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

@@ -16,4 +16,13 @@ void gw_handle_admin_backup(struct gw_request *r);
 /* gw_trust.c */
 void gw_handle_admin_trust_outcome(struct gw_request *r);
 
+/* gw_keys.c */
+void gw_handle_admin_api_keys_list(struct gw_request *r);
+void gw_handle_admin_api_keys_create(struct gw_request *r);
+void gw_handle_admin_api_key_revoke(struct gw_request *r);
+/* Verifies the X-API-Key of an admin request with stemedb-api on a job thread, then
+ * dispatches r when the key is valid and has the admin scope, else replies 401 or
+ * 403. */
+void gw_check_admin_api_key(struct gw_request *r, const char *api_key);
+
 #endif

@@ -33,8 +33,12 @@ struct gw_http_server {
 	struct evhttp_bound_socket *bound;
 };
 
+/* The revoke route takes the key id between this prefix and API_KEY_REVOKE_SUFFIX. */
+#define API_KEY_REVOKE_PREFIX "/v1/admin/api-keys/"
+#define API_KEY_REVOKE_SUFFIX "/revoke"
+
 struct route {
-	const char *path;
+	const char *path; /* exact path, or the prefix of the revoke route */
 	enum evhttp_cmd_type method;
 	const char *method_name;
 	void (*handler)(struct gw_request *r);
@@ -55,6 +59,12 @@ static const struct route routes[GW_ROUTE_UNMATCHED] = {
                                    gw_handle_admin_backup},
         [GW_ROUTE_ADMIN_TRUST_OUTCOME] = {"/v1/admin/trust/outcome", EVHTTP_REQ_POST, "POST",
                                           gw_handle_admin_trust_outcome},
+        [GW_ROUTE_ADMIN_API_KEYS_LIST] = {"/v1/admin/api-keys", EVHTTP_REQ_GET, "GET",
+                                          gw_handle_admin_api_keys_list},
+        [GW_ROUTE_ADMIN_API_KEYS_CREATE] = {"/v1/admin/api-keys", EVHTTP_REQ_POST, "POST",
+                                            gw_handle_admin_api_keys_create},
+        [GW_ROUTE_ADMIN_API_KEY_REVOKE] = {API_KEY_REVOKE_PREFIX, EVHTTP_REQ_POST, "POST",
+                                           gw_handle_admin_api_key_revoke},
 };
 
 static const char *const route_labels[GW_ROUTE_COUNT] = {
@@ -66,6 +76,9 @@ static const char *const route_labels[GW_ROUTE_COUNT] = {
         [GW_ROUTE_ADMIN_REBUILD] = "/v1/admin/indexes/rebuild",
         [GW_ROUTE_ADMIN_BACKUP] = "/v1/admin/backup",
         [GW_ROUTE_ADMIN_TRUST_OUTCOME] = "/v1/admin/trust/outcome",
+        [GW_ROUTE_ADMIN_API_KEYS_LIST] = "/v1/admin/api-keys",
+        [GW_ROUTE_ADMIN_API_KEYS_CREATE] = "/v1/admin/api-keys",
+        [GW_ROUTE_ADMIN_API_KEY_REVOKE] = "/v1/admin/api-keys/{id}/revoke",
         [GW_ROUTE_UNMATCHED] = "unmatched",
 };
 
@@ -253,13 +266,42 @@ bool gw_reject_unknown_fields(struct gw_request *r, json_t *body, const char *co
 	return true;
 }
 
-static enum gw_route find_route(const char *path)
+static bool is_revoke_path(const char *path)
 {
+	size_t len = strlen(path);
+	size_t prefix_len = strlen(API_KEY_REVOKE_PREFIX);
+	size_t suffix_len = strlen(API_KEY_REVOKE_SUFFIX);
+
+	return len > prefix_len + suffix_len &&
+	       strncmp(path, API_KEY_REVOKE_PREFIX, prefix_len) == 0 &&
+	       strcmp(path + len - suffix_len, API_KEY_REVOKE_SUFFIX) == 0;
+}
+
+/* Returns the route of path whose method matches, else the first route of path (so
+ * that the dispatcher replies 405), else GW_ROUTE_UNMATCHED. */
+static enum gw_route find_route(const char *path, enum evhttp_cmd_type method)
+{
+	enum gw_route first = GW_ROUTE_UNMATCHED;
+
+	if (is_revoke_path(path))
+		return GW_ROUTE_ADMIN_API_KEY_REVOKE;
 	for (int i = 0; i < GW_ROUTE_UNMATCHED; i++) {
-		if (strcmp(routes[i].path, path) == 0)
+		if (i == GW_ROUTE_ADMIN_API_KEY_REVOKE || strcmp(routes[i].path, path) != 0)
+			continue;
+		if (routes[i].method == method)
 			return (enum gw_route)i;
+		if (first == GW_ROUTE_UNMATCHED)
+			first = (enum gw_route)i;
 	}
-	return GW_ROUTE_UNMATCHED;
+	return first;
+}
+
+/* Returns the Allow header value of a path: "GET, POST" for /v1/admin/api-keys. */
+static const char *allowed_methods(enum gw_route route)
+{
+	if (route == GW_ROUTE_ADMIN_API_KEYS_LIST || route == GW_ROUTE_ADMIN_API_KEYS_CREATE)
+		return "GET, POST";
+	return routes[route].method_name;
 }
 
 static bool is_admin_path(const char *path)
@@ -329,10 +371,39 @@ static void on_request(struct evhttp_request *req, void *arg)
 	r->method_name = method_name(evhttp_request_get_command(req));
 	if (path == NULL || path[0] == '\0')
 		path = "/";
-	r->route = find_route(path);
+	r->path = path;
+	r->route = find_route(path, evhttp_request_get_command(req));
 
-	if (is_admin_path(path) && !check_admin_credentials(r))
-		return;
+	if (is_admin_path(path)) {
+		const char *api_key =
+		        evhttp_find_header(evhttp_request_get_input_headers(req), "X-API-Key");
+
+		/* With API keys on, an admin-scope key is checked by stemedb-api, and the
+		 * dispatch continues once it replies. */
+		if (gw->config->auth_enabled && api_key != NULL) {
+			gw_check_admin_api_key(r, api_key);
+			return;
+		}
+		if (gw->config->auth_enabled && gw->config->admin_token[0] == '\0') {
+			const char *values[] = {"missing_api_key"};
+
+			metric_inc(metrics_family_child(gw_metrics.auth_failures, values));
+			gw_reply_error(r, 401, "missing_api_key", "X-API-Key",
+			               "STEMEDB_AUTH_ENABLED is true, so this endpoint requires an "
+			               "admin-scope key in the X-API-Key header");
+			return;
+		}
+		if (!check_admin_credentials(r))
+			return;
+	}
+	gw_dispatch(r);
+}
+
+void gw_dispatch(struct gw_request *r)
+{
+	struct evhttp_request *req = r->req;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = r->path;
 
 	if (r->route == GW_ROUTE_UNMATCHED) {
 		gw_reply_error(r, 404, "not_found", NULL,
@@ -341,9 +412,9 @@ static void on_request(struct evhttp_request *req, void *arg)
 	}
 	if (evhttp_request_get_command(req) != routes[r->route].method) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-		                  routes[r->route].method_name);
+		                  allowed_methods(r->route));
 		gw_reply_error(r, 405, "method_not_allowed", NULL, "%s accepts only %s", path,
-		               routes[r->route].method_name);
+		               allowed_methods(r->route));
 		return;
 	}
 	if (evhttp_uri_get_query(uri) != NULL) {

@@ -44,6 +44,9 @@ enum gw_route {
 	GW_ROUTE_ADMIN_REBUILD,
 	GW_ROUTE_ADMIN_BACKUP,
 	GW_ROUTE_ADMIN_TRUST_OUTCOME,
+	GW_ROUTE_ADMIN_API_KEYS_LIST,
+	GW_ROUTE_ADMIN_API_KEYS_CREATE,
+	GW_ROUTE_ADMIN_API_KEY_REVOKE,
 	GW_ROUTE_UNMATCHED,
 	GW_ROUTE_COUNT
 };
@@ -55,6 +58,7 @@ struct gw_request {
 	enum gw_route route;
 	const char *method_name; /* "GET", "POST" or "OTHER", for metrics */
 	uint64_t started_ns;
+	const char *path; /* request path, owned by req */
 };
 
 /* Binds the listener on cfg->listen and registers the dispatcher on gw->base. Returns
@@ -65,6 +69,10 @@ struct gw_http_server *gw_http_start(struct gateway *gw, char *err, size_t err_s
 void gw_http_stop_accepting(struct gw_http_server *server);
 
 void gw_http_free(struct gw_http_server *server);
+
+/* Checks the route, method and query string of r and runs its handler. Called once the
+ * admin credentials of r, if it needs any, are accepted. */
+void gw_dispatch(struct gw_request *r);
 
 /* Sends body (a JSON value, consumed) with the given status and frees the request. */
 void gw_reply_json(struct gw_request *r, int status, json_t *body);

@@ -9,7 +9,9 @@ static const char *const ipc_calls[] = {"stats", "ready", "compact", "rebuild_in
 static const char *const ipc_reasons[] = {"unreachable", "timeout", "protocol", "remote_error"};
 static const char *const admin_operations[] = {"compact", "rebuild_indexes", "backup"};
 static const char *const admin_results[] = {"ok", "error", "rejected"};
-static const char *const auth_reasons[] = {"missing", "malformed", "wrong"};
+static const char *const auth_reasons[] = {
+        "missing",         "malformed",          "wrong",
+        "invalid_api_key", "insufficient_scope", "missing_api_key"};
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

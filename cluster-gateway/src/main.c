@@ -43,7 +43,10 @@ static void warn_about_token(const struct gw_config *cfg)
 {
 	size_t len = strlen(cfg->admin_token);
 
-	if (len == 0)
+	if (len == 0 && cfg->auth_enabled)
+		log_info("STEMEDB_ADMIN_TOKEN is not set and STEMEDB_AUTH_ENABLED is true, so the "
+		         "admin endpoints require an admin-scope API key in X-API-Key");
+	else if (len == 0)
 		log_warn("STEMEDB_ADMIN_TOKEN is not set, so the admin endpoints accept every "
 		         "client that can reach %s; set a token unless that listener is private",
 		         cfg->listen);
@@ -94,8 +97,11 @@ static int run(const struct gw_config *cfg)
 	}
 
 	watchdog = daemon_watchdog_start(gw.base);
-	log_info("started: listening on %s, stemedb-api socket %s, admin token %s", cfg->listen,
-	         cfg->api_socket, cfg->admin_token[0] != '\0' ? "required" : "not required");
+	log_info("started: listening on %s, stemedb-api socket %s, admin token %s, admin API "
+	         "keys %s",
+	         cfg->listen, cfg->api_socket,
+	         cfg->admin_token[0] != '\0' ? "required" : "not required",
+	         cfg->auth_enabled ? "accepted" : "not accepted");
 	warn_about_token(cfg);
 	daemon_notify_ready("serving on %s", cfg->listen);
 

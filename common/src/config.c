@@ -56,6 +56,16 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_AUDIT_RETENTION_DAYS",
         "STEMEDB_AUDIT_RETENTION_SECONDS",
         "STEMEDB_HTTP2_LISTEN",
+        "STEMEDB_ROOT_API_KEY",
+        "STEMEDB_API_KEY", /* read by stemedb-ctl, sent as X-API-Key */
+        "STEMEDB_RATE_LIMIT_ENABLED",
+        "STEMEDB_RATE_LIMIT_WRITE_RATE",
+        "STEMEDB_RATE_LIMIT_WRITE_BURST",
+        "STEMEDB_RATE_LIMIT_READ_RATE",
+        "STEMEDB_RATE_LIMIT_READ_BURST",
+        "STEMEDB_RATE_LIMIT_OTHER_RATE",
+        "STEMEDB_RATE_LIMIT_OTHER_BURST",
+        "STEMEDB_RATE_LIMIT_MAX_CLIENTS",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };

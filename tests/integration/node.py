@@ -56,6 +56,10 @@ class Node:
                 "STEMEDB_API_LISTEN": f"127.0.0.1:{self.port}",
                 "STEMEDB_HTTP_THREADS": str(self.threads),
                 "STEMEDB_LOG_LEVEL": "info",
+                # Older tests send many requests and bad requests on purpose, so the
+                # protection layers are off unless a test's env turns them on.
+                "STEMEDB_AUTH_ENABLED": "false",
+                "STEMEDB_RATE_LIMIT_ENABLED": "false",
             }
         )
         env.update(self.extra_env)

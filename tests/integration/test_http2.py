@@ -154,3 +154,27 @@ def test_disabled_by_default(fresh_node):
 
     assert health.status_code == 200, health.text
     assert "HTTP/2" not in fresh_node.log(), fresh_node.log()
+
+
+def test_api_key_and_auth_headers_forwarded(tmp_path):
+    port = free_port()
+    key = "sdb_0123456789abcdef_" + "ab" * 32
+    node = Node(tmp_path / "node",
+                env={"STEMEDB_HTTP2_LISTEN": f"127.0.0.1:{port}", "STEMEDB_AUTH_ENABLED": "true",
+                     "STEMEDB_ROOT_API_KEY": key, "STEMEDB_RATE_LIMIT_ENABLED": "true",
+                     "STEMEDB_RATE_LIMIT_READ_RATE": "0.5",
+                     "STEMEDB_RATE_LIMIT_READ_BURST": "1"}).start()
+    try:
+        url = f"http://127.0.0.1:{port}/v1/feed"
+        statuses, output = nghttp(url)
+        assert statuses == [401], output
+        assert "www-authenticate: ApiKey" in output, output
+
+        statuses, output = nghttp(url, "-H", f"x-api-key: {key}")
+        assert statuses == [200], output
+
+        statuses, output = nghttp(url, "-H", f"x-api-key: {key}")
+        assert statuses == [429], output
+        assert re.search(r"retry-after: [12]\b", output), output
+    finally:
+        assert node.stop() == 0, node.log()

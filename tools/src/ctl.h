@@ -99,4 +99,7 @@ void ctl_progress_update(struct ctl_progress *p, size_t done, bool force);
 void ctl_progress_finish(struct ctl_progress *p, size_t done);
 double ctl_now_seconds(void);
 
+/* `stemedb-ctl keys`: API keys of stemedb-api over api.sock (ctl_apikeys.c). */
+int ctl_cmd_apikeys(int argc, char **argv);
+
 #endif

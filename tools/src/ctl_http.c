@@ -172,6 +172,8 @@ void ctl_http_request(struct ctl_http *http, const char *method, const char *pat
 	struct curl_slist *headers = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	char *payload = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	/* API key of stemedb-api when it runs with STEMEDB_AUTH_ENABLED=true. */
+	const char *api_key = getenv("STEMEDB_API_KEY");
 	char *url;
 	CURLcode code;
 
@@ -180,6 +182,14 @@ void ctl_http_request(struct ctl_http *http, const char *method, const char *pat
 	             query != NULL ? query : "") < 0)
 		abort();
 	headers = curl_slist_append(headers, "Accept: application/json");
+	if (api_key != NULL && api_key[0] != '\0') {
+		char *line;
+
+		if (asprintf(&line, "X-API-Key: %s", api_key) < 0)
+			abort();
+		headers = curl_slist_append(headers, line);
+		free(line);
+	}
 	if (payload != NULL)
 		headers = curl_slist_append(headers, "Content-Type: application/json");
 	set_request_options(http, method, url, payload, headers, &rb, errbuf);

@@ -20,8 +20,8 @@
 
 #define IMPORT_DEFAULT_BATCH 500
 #define IMPORT_MAX_BATCH     1000 /* the server's per-request item limit */
-/* Attempts per batch for connection failures and 503; the waits double from 0.5 s to
- * at most 8 s, so a node gets about 15 s to come back before the import gives up. */
+/* Attempts per batch for connection failures, 429 and 503; the waits double from 0.5 s
+ * to at most 8 s, so a node gets about 15 s to come back before the import gives up. */
 #define IMPORT_MAX_ATTEMPTS    6
 #define IMPORT_FIRST_BACKOFF_S 0.5
 #define IMPORT_MAX_BACKOFF_S   8.0
@@ -348,15 +348,17 @@ static void wait_seconds(double seconds)
 
 static bool should_retry(const struct ctl_response *resp)
 {
-	return (resp->transport && resp->retryable) || resp->status == 503;
+	return (resp->transport && resp->retryable) || resp->status == 503 || resp->status == 429;
 }
 
-/* Sends the pending batch, retrying connection failures and 503 with backoff. */
+/* Sends the pending batch, retrying connection failures, 429 (rate limited) and 503
+ * with backoff. */
 static int send_batch(struct import_run *run)
 {
 	json_t *body = json_pack("{s:O}", "assertions", run->batch);
 	struct ctl_response resp = {0};
 	double backoff = IMPORT_FIRST_BACKOFF_S;
+	char reason[64];
 	int status;
 
 	run->batch_number++;
@@ -364,9 +366,11 @@ static int send_batch(struct import_run *run)
 		ctl_http_request(run->http, "POST", "/v1/assert/batch", NULL, body, &resp);
 		if (!should_retry(&resp) || attempt == IMPORT_MAX_ATTEMPTS)
 			break;
+		snprintf(reason, sizeof(reason), "HTTP %ld %s", resp.status,
+		         resp.status == 429 ? "rate limited" : "unavailable");
 		log_warn("import: batch %zu attempt %d of %d failed (%s); retrying in %.1f s",
 		         run->batch_number, attempt, IMPORT_MAX_ATTEMPTS,
-		         resp.transport ? resp.error : "HTTP 503 unavailable", backoff);
+		         resp.transport ? resp.error : reason, backoff);
 		ctl_response_free(&resp);
 		wait_seconds(backoff);
 		backoff = backoff * 2 > IMPORT_MAX_BACKOFF_S ? IMPORT_MAX_BACKOFF_S : backoff * 2;
