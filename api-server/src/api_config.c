@@ -226,10 +226,11 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                0,
 	                                NULL,
 	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
+	n += protect_config_options(&cfg->protect, o + n);
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX 24
+#define API_CONFIG_OPTION_MAX (24 + PROTECT_CONFIG_OPTIONS)
 
 /* Derives the values that depend on others: enums from their names, the WAL directory
  * from the data directory, the thread count from the CPU count. */
