@@ -34,10 +34,11 @@ struct gw_http_server {
 };
 
 struct route {
-	const char *path;
+	const char *path; /* the whole path, or the prefix before {agent_id} with a suffix */
 	enum evhttp_cmd_type method;
 	const char *method_name;
 	void (*handler)(struct gw_request *r);
+	const char *suffix; /* text after a path parameter without '/', or NULL */
 };
 
 static const struct route routes[GW_ROUTE_UNMATCHED] = {
@@ -55,6 +56,12 @@ static const struct route routes[GW_ROUTE_UNMATCHED] = {
                                    gw_handle_admin_backup},
         [GW_ROUTE_ADMIN_TRUST_OUTCOME] = {"/v1/admin/trust/outcome", EVHTTP_REQ_POST, "POST",
                                           gw_handle_admin_trust_outcome},
+        [GW_ROUTE_ADMIN_BREAKERS] = {"/v1/admin/circuit_breakers", EVHTTP_REQ_GET, "GET",
+                                     gw_handle_admin_breakers},
+        [GW_ROUTE_ADMIN_BREAKER_BAN] = {"/v1/admin/circuit_breakers/", EVHTTP_REQ_POST, "POST",
+                                        gw_handle_admin_breaker_ban, "/ban"},
+        [GW_ROUTE_ADMIN_BREAKER_RESET] = {"/v1/admin/circuit_breakers/", EVHTTP_REQ_POST, "POST",
+                                          gw_handle_admin_breaker_reset, "/reset"},
 };
 
 static const char *const route_labels[GW_ROUTE_COUNT] = {
@@ -66,6 +73,9 @@ static const char *const route_labels[GW_ROUTE_COUNT] = {
         [GW_ROUTE_ADMIN_REBUILD] = "/v1/admin/indexes/rebuild",
         [GW_ROUTE_ADMIN_BACKUP] = "/v1/admin/backup",
         [GW_ROUTE_ADMIN_TRUST_OUTCOME] = "/v1/admin/trust/outcome",
+        [GW_ROUTE_ADMIN_BREAKERS] = "/v1/admin/circuit_breakers",
+        [GW_ROUTE_ADMIN_BREAKER_BAN] = "/v1/admin/circuit_breakers/{agent_id}/ban",
+        [GW_ROUTE_ADMIN_BREAKER_RESET] = "/v1/admin/circuit_breakers/{agent_id}/reset",
         [GW_ROUTE_UNMATCHED] = "unmatched",
 };
 
@@ -253,10 +263,23 @@ bool gw_reject_unknown_fields(struct gw_request *r, json_t *body, const char *co
 	return true;
 }
 
+/* Matches prefix, a non-empty parameter without '/', then suffix. */
+static bool path_with_parameter(const struct route *route, const char *path)
+{
+	size_t prefix_len = strlen(route->path);
+	size_t suffix_len = strlen(route->suffix);
+	size_t path_len = strlen(path);
+
+	return path_len > prefix_len + suffix_len && strncmp(path, route->path, prefix_len) == 0 &&
+	       strcmp(path + path_len - suffix_len, route->suffix) == 0 &&
+	       memchr(path + prefix_len, '/', path_len - prefix_len - suffix_len) == NULL;
+}
+
 static enum gw_route find_route(const char *path)
 {
 	for (int i = 0; i < GW_ROUTE_UNMATCHED; i++) {
-		if (strcmp(routes[i].path, path) == 0)
+		if (routes[i].suffix != NULL ? path_with_parameter(&routes[i], path)
+		                             : strcmp(routes[i].path, path) == 0)
 			return (enum gw_route)i;
 	}
 	return GW_ROUTE_UNMATCHED;

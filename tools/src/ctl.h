@@ -79,6 +79,8 @@ int ctl_cmd_query(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_skeptic(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_health(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_import(struct ctl_http *http, int argc, char **argv);
+/* ctl_breakers.c: works over api.sock, not HTTP. */
+int ctl_cmd_breakers(int argc, char **argv);
 
 /* ctl_format.c: shared output helpers. */
 /* Writes {"type","value"} as readable text: "Sucre", 1098581, true, ->ref. */
