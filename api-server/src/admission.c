@@ -79,7 +79,7 @@ struct replay_entry {
 };
 
 /* Entries live in a ring in insertion order, so the oldest is dropped first when the
- * ring is full; a hash of chains over the same entries finds a digest. */
+ * ring is full. A hash of chains over the same entries finds a digest. */
 struct pow_replay_set {
 	pthread_mutex_t lock;
 	struct replay_entry *ring;

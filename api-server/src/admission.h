@@ -31,10 +31,10 @@ enum admission_tier admission_tier_of(double trust);
 const char *admission_tier_name(enum admission_tier tier);
 double admission_quota_multiplier(enum admission_tier tier);
 
-/* Returns the leading zero bits that a write by this agent must prove. The assertion
- * count and trust pick the bits from the rules; untrusted and limited agents need at
- * least growing_agent_bits even when that table gives 0, because their tier always
- * requires a proof. */
+/* Returns the leading zero bits that a write by this agent must prove, picked from the
+ * rules by its assertion count and trust. Untrusted and limited agents need at least
+ * growing_agent_bits even where the rules give 0, because their tier always requires a
+ * proof. */
 unsigned admission_difficulty(const struct admission_rules *rules, uint64_t assertions,
                               double trust);
 

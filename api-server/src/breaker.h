@@ -28,7 +28,7 @@ enum breaker_state { BREAKER_CLOSED = 0, BREAKER_OPEN, BREAKER_HALF_OPEN };
 
 enum breaker_verdict { BREAKER_ALLOW = 0, BREAKER_REJECT_OPEN, BREAKER_REJECT_BANNED };
 
-/* What an outcome or an admin action changed, so that the caller can store it. */
+/* Change of state made by an outcome, returned so that the caller can store it. */
 enum breaker_transition { BREAKER_UNCHANGED = 0, BREAKER_OPENED, BREAKER_CLOSED_AGAIN };
 
 /* State of one agent's breaker as seen at some time. */
@@ -62,7 +62,7 @@ enum breaker_transition breaker_record(struct breaker_table *t, const uint8_t *a
 void breaker_ban(struct breaker_table *t, const uint8_t *agent, uint64_t duration_ms,
                  const char *reason, uint64_t now_ms, struct breaker_snapshot *snap);
 
-/* Closes the agent's breaker and forgets its failures. Returns false when the agent
+/* Closes the agent's breaker and clears its failures. Returns false when the agent
  * was not tracked. */
 bool breaker_reset(struct breaker_table *t, const uint8_t *agent);
 

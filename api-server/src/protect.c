@@ -4,6 +4,7 @@
 #include <event2/http.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,9 @@
  * above every difficulty threshold, so a capped count never changes a difficulty. */
 #define COUNT_SCAN_MAX 1000000
 
+/* Logged 428 replies per second; clients without a solver send many. */
+#define POW_LOGS_PER_SECOND 10
+
 struct count_entry {
 	struct count_entry *next;
 	uint8_t agent[AGENT_LEN];
@@ -34,9 +38,9 @@ struct count_entry {
 };
 
 /* Cache of stored assertions per agent. Counting the view keys of a busy agent is a
- * long scan, so counts are kept and raised by the writes of this node, then reread
- * when older than count_cache_seconds (to include assertions that arrived by other
- * paths, such as replication). */
+ * long scan, so counts are kept and raised by the writes of this node. A count older
+ * than count_cache_seconds is read again, to include assertions that arrived by other
+ * paths such as replication. */
 struct count_cache {
 	pthread_mutex_t lock;
 	struct count_entry **buckets;
@@ -386,6 +390,20 @@ static void add_header(struct http_call *call, const char *name, const char *fmt
 	evhttp_add_header(evhttp_request_get_output_headers(call->req), name, text);
 }
 
+/* Returns true for the first POW_LOGS_PER_SECOND 428 replies of each second; the rest
+ * are only counted in stemedb_requests_rejected_total. */
+static bool pow_log_allowed(void)
+{
+	static _Atomic uint64_t second;
+	static atomic_uint count;
+	uint64_t now = (uint64_t)time(NULL);
+	uint64_t seen = atomic_load(&second);
+
+	if (seen != now && atomic_compare_exchange_strong(&second, &seen, now))
+		atomic_store(&count, 0);
+	return atomic_fetch_add(&count, 1) < POW_LOGS_PER_SECOND;
+}
+
 /* Sends a 428 whose body also carries the difficulty that a proof must meet. */
 static void reply_pow_error(struct http_call *call, const char *code, const char *field,
                             unsigned difficulty, const char *message)
@@ -397,8 +415,9 @@ static void reply_pow_error(struct http_call *call, const char *code, const char
 	hex_encode(call->agent, AGENT_LEN, agent_hex);
 	snprintf(call->error_code, sizeof(call->error_code), "%s", code);
 	http_count_rejection(code);
-	log_info("%s %s -> 428 %s for agent %s (difficulty %u): %s", call->method_name, call->path,
-	         code, agent_hex, difficulty, message);
+	if (pow_log_allowed())
+		log_info("%s %s -> 428 %s for agent %s (difficulty %u): %s", call->method_name,
+		         call->path, code, agent_hex, difficulty, message);
 	add_header(call, "X-PoW-Difficulty", "%" PRIu64, difficulty);
 	http_reply_begin(&body, &w);
 	json_writer_object_begin(&w);
