@@ -182,7 +182,7 @@ def test_malformed_agent_header_rejected(node, subject):
 
 def test_header_must_name_signer(node, subject):
     # Admission runs on the header's agent before the body is read, so that agent
-    # brings a proof; the mismatch is found once the body names its signer.
+    # brings a proof. The mismatch is found once the body names its signer.
     headers = {"X-Agent-Id": agent_id(71), **pow_headers(agent_id(71), 12)}
     response = node.post("/v1/assert", json=signed(70, subject, "p", boolean(True)),
                          headers=headers)

@@ -1,6 +1,6 @@
 """stemedb-ctl assert and import against a node with the production defaults of every
-protection layer: the client answers 428 with a proof of work and waits out a short
-Retry-After."""
+protection layer. The client computes the proof of work that a 428 requests, waits out
+a short Retry-After, and reports a long one."""
 
 import json
 import os
@@ -52,15 +52,28 @@ def test_import_solves_proof_of_work(node, tmp_path):
     assert "proof of work" in result.stderr
 
 
+def ban(node, agent, seconds):
+    env = dict(os.environ, STEMEDB_RUN_DIR=os.path.join(node.data_dir, "run"))
+    result = subprocess.run(
+        [os.path.join(build_dir(), "bin", "stemedb-ctl"), "breakers", "ban", agent,
+         "--duration", str(seconds), "--reason", "test ban"],
+        capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_assert_waits_out_short_ban(node, subject, tmp_path):
+    key = tmp_path / "paused.key"
+    ban(node, keygen(key), 2)
+    result = run_ctl("assert", "--key", key, "--subject", subject, "--predicate", "p",
+                     "--text", "x", url=node.base_url)
+    assert result.returncode == 0, result.stderr
+    assert "waiting" in result.stderr
+    assert result.stdout.split()[1] == "created"
+
+
 def test_assert_reports_ban(node, subject, tmp_path):
     key = tmp_path / "banned.key"
-    agent = keygen(key)
-    env = dict(os.environ, STEMEDB_RUN_DIR=os.path.join(node.data_dir, "run"))
-    ban = subprocess.run(
-        [os.path.join(build_dir(), "bin", "stemedb-ctl"), "breakers", "ban", agent,
-         "--duration", "3600", "--reason", "test ban"],
-        capture_output=True, text=True, timeout=30, env=env)
-    assert ban.returncode == 0, ban.stderr
+    ban(node, keygen(key), 3600)
 
     # A Retry-After of an hour is beyond what the client waits for, so it reports.
     result = run_ctl("assert", "--key", key, "--subject", subject, "--predicate", "p",
