@@ -699,6 +699,8 @@ bool protect_http_write(struct http_call *call, const uint8_t (*signers)[32], si
 	if (p == NULL || !protect_any_enabled(p) || call->admitted || signer_count == 0)
 		return true;
 
+	/* NOTE: the signer is not verified yet, so a forged body can charge failures and
+	 * tokens to another agent; docs/known-limitations.md describes the gap. */
 	memcpy(call->agent, signers[0], AGENT_LEN);
 	call->agent_known = true;
 	return breaker_gate(call) && admit_known_agent(call, route);
