@@ -382,11 +382,11 @@ void protect_refresh_metrics(struct protect *p)
 
 /* ---- HTTP hooks ---- */
 
-static void add_header(struct http_call *call, const char *name, const char *fmt, uint64_t value)
+static void add_header(struct http_call *call, const char *name, uint64_t value)
 {
 	char text[32];
 
-	snprintf(text, sizeof(text), fmt, value);
+	snprintf(text, sizeof(text), "%" PRIu64, value);
 	evhttp_add_header(evhttp_request_get_output_headers(call->req), name, text);
 }
 
@@ -418,7 +418,7 @@ static void reply_pow_error(struct http_call *call, const char *code, const char
 	if (pow_log_allowed())
 		log_info("%s %s -> 428 %s for agent %s (difficulty %u): %s", call->method_name,
 		         call->path, code, agent_hex, difficulty, message);
-	add_header(call, "X-PoW-Difficulty", "%" PRIu64, difficulty);
+	add_header(call, "X-PoW-Difficulty", difficulty);
 	http_reply_begin(&body, &w);
 	json_writer_object_begin(&w);
 	json_writer_key(&w, "error");
@@ -471,7 +471,7 @@ static bool breaker_gate(struct http_call *call)
 
 	retry_seconds = (retry_ms + 999) / 1000;
 	hex_encode(call->agent, AGENT_LEN, agent_hex);
-	add_header(call, "Retry-After", "%" PRIu64, retry_seconds);
+	add_header(call, "Retry-After", retry_seconds);
 	evhttp_add_header(evhttp_request_get_output_headers(call->req), "x-circuit-breaker-state",
 	                  "OPEN");
 	if (verdict == BREAKER_REJECT_BANNED)
@@ -620,18 +620,17 @@ static bool quota_gate(struct http_call *call, struct protect_route route, uint6
 	                    admission_quota_multiplier(admission_tier_of(trust)));
 
 	if (quota_charge(p->quotas, call->agent, limit, cost, now, &status)) {
-		add_header(call, "X-Quota-Limit", "%" PRIu64, status.limit);
-		add_header(call, "X-Quota-Remaining", "%" PRIu64, status.remaining);
-		add_header(call, "X-Quota-Reset", "%" PRIu64, status.reset_at);
+		add_header(call, "X-Quota-Limit", status.limit);
+		add_header(call, "X-Quota-Remaining", status.remaining);
+		add_header(call, "X-Quota-Reset", status.reset_at);
 		return true;
 	}
 
 	hex_encode(call->agent, AGENT_LEN, agent_hex);
-	add_header(call, "X-Quota-Limit", "%" PRIu64, status.limit);
-	add_header(call, "X-Quota-Remaining", "%" PRIu64, status.remaining);
-	add_header(call, "X-Quota-Reset", "%" PRIu64, status.reset_at);
-	add_header(call, "Retry-After", "%" PRIu64,
-	           status.reset_at > now ? status.reset_at - now : 1);
+	add_header(call, "X-Quota-Limit", status.limit);
+	add_header(call, "X-Quota-Remaining", status.remaining);
+	add_header(call, "X-Quota-Reset", status.reset_at);
+	add_header(call, "Retry-After", status.reset_at > now ? status.reset_at - now : 1);
 	http_reply_error(call, 429, "quota_exceeded", NULL,
 	                 "Agent %s has %" PRIu64 " of %" PRIu64 " tokens left in this window and "
 	                 "the request costs %" PRIu64 "; retry after Unix time %" PRIu64 ".",
