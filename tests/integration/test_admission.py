@@ -9,6 +9,9 @@ import pytest
 
 from claims import agent_id, boolean, signed
 from node import Node, pow_digest, leading_zero_bits, pow_headers, solve_pow
+from test_gateway import Gateway
+
+TOKEN = "admission-test-token"
 
 ADMISSION_ON = {
     "STEMEDB_ADMISSION_ENABLED": "true",
@@ -188,3 +191,37 @@ def test_header_must_name_signer(node, subject):
                          headers=headers)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "agent_mismatch"
+
+
+# (accurate outcomes, inaccurate outcomes) -> tier, multiplier, difficulty of a new agent
+# under ADMISSION_ON (12 bits for new agents).
+# Trust decays toward 0.5 between an outcome and the read, so each case keeps clear of
+# the tier bounds: 0.2, 0.4, 0.65, 0.75 and 0.95.
+TIER_CASES = [
+    (0, 3, "untrusted", 0.1, 12),
+    (0, 1, "limited", 0.5, 12),
+    (3, 0, "verified", 1.0, 0),
+    (5, 0, "trusted", 2.0, 0),
+    (9, 0, "authority", 10.0, 0),
+]
+
+
+def test_status_matches_tier_table(node):
+    gateway = Gateway(node, token=TOKEN).start()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        for index, (accurate, inaccurate, tier, multiplier, difficulty) in enumerate(TIER_CASES):
+            agent = agent_id(100 + index)
+            outcomes = ["accurate"] * accurate + ["inaccurate"] * inaccurate
+            for n, outcome in enumerate(outcomes):
+                response = gateway.post("/v1/admin/trust/outcome", headers=auth,
+                                        json={"agent_id": agent, "outcome": outcome,
+                                              "note": f"case {index} outcome {n}"})
+                assert response.status_code == 201, response.text
+            status = node.get("/v1/admission/status", params={"agent_id": agent}).json()
+            assert status["tier"] == tier, (accurate, inaccurate, status)
+            assert status["quota_multiplier"] == multiplier, status
+            assert status["quota"]["limit"] == int(10000 * multiplier), status
+            assert status["pow_difficulty"] == difficulty, status
+    finally:
+        gateway.stop()
