@@ -139,9 +139,13 @@ def test_gateway_lists_bans_and_resets(node, subject):
         assert breaker["banned"] is True
         assert breaker["reason"] == "spam run"
 
+        banned_before = metric(node, "stemedb_requests_rejected_total",
+                               '{reason="circuit_banned"}')
         response = node.post("/v1/assert", json=signed(86, subject, "p", boolean(True)))
         assert response.status_code == 429, response.text
         assert response.json()["error"]["code"] == "circuit_banned"
+        assert metric(node, "stemedb_requests_rejected_total",
+                      '{reason="circuit_banned"}') == banned_before + 1
         assert "banned" in response.json()["error"]["message"]
 
         listing = gateway.get("/v1/admin/circuit_breakers", headers=auth)
