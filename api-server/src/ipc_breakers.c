@@ -12,6 +12,10 @@
 /* Longest ban: one year. */
 #define BAN_SECONDS_MAX 31536000u
 
+/* Largest listing. At about 200 bytes per breaker it stays far below the default
+ * 16 MiB frame limit of api.sock. */
+#define LIST_MAX 10000
+
 /* Points the message at the snapshot's fields; snap must outlive the message. */
 static void breaker_message(struct breaker_snapshot *snap, Stemedb__Ipc__V1__CircuitBreaker *m)
 {
@@ -37,6 +41,12 @@ static void list_breakers(struct api_state *state, struct ipc_conn *conn, uint64
 
 	if (messages == NULL || pointers == NULL)
 		abort();
+	res.truncated = count > LIST_MAX;
+	if (res.truncated) {
+		log_warn("listing %zu circuit breakers over api.sock; the reply holds the first %d",
+		         count, LIST_MAX);
+		count = LIST_MAX;
+	}
 	for (size_t i = 0; i < count; i++) {
 		breaker_message(&list[i], &messages[i]);
 		pointers[i] = &messages[i];

@@ -433,16 +433,15 @@ bool protect_http_identify(struct http_call *call, struct protect_route route)
 {
 	const char *header =
 	        evhttp_find_header(evhttp_request_get_input_headers(call->req), "X-Agent-Id");
-	size_t len;
+	bool lowercase_hex;
 
 	if (header == NULL || route.cls == PROTECT_NONE)
 		return true;
-	len = strlen(header);
-	for (size_t i = 0; i < len; i++) {
-		if ((header[i] < '0' || header[i] > '9') && (header[i] < 'a' || header[i] > 'f'))
-			len = 0;
-	}
-	if (len != 2 * AGENT_LEN || !hex_decode(header, len, call->agent, AGENT_LEN)) {
+	lowercase_hex = strlen(header) == 2 * AGENT_LEN;
+	for (size_t i = 0; lowercase_hex && header[i] != '\0'; i++)
+		lowercase_hex = (header[i] >= '0' && header[i] <= '9') ||
+		                (header[i] >= 'a' && header[i] <= 'f');
+	if (!lowercase_hex || !hex_decode(header, 2 * AGENT_LEN, call->agent, AGENT_LEN)) {
 		http_reply_error(call, 400, "invalid_header", "X-Agent-Id",
 		                 "X-Agent-Id '%.80s' is not an agent id; send the 64 lowercase hex "
 		                 "characters of the agent's Ed25519 public key.",

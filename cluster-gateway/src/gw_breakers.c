@@ -104,7 +104,9 @@ static void breaker_finish(struct gw_job *job)
 		list = json_array();
 		for (size_t i = 0; i < res->n_breakers; i++)
 			json_array_append_new(list, breaker_json(res->breakers[i]));
-		gw_reply_json(job->request, 200, json_pack("{s:o}", "circuit_breakers", list));
+		gw_reply_json(job->request, 200,
+		              json_pack("{s:o, s:b}", "circuit_breakers", list, "truncated",
+		                        res->truncated));
 		goto done;
 	}
 

@@ -150,6 +150,7 @@ def test_gateway_lists_bans_and_resets(node, subject):
 
         listing = gateway.get("/v1/admin/circuit_breakers", headers=auth)
         assert listing.status_code == 200, listing.text
+        assert listing.json()["truncated"] is False
         agents = {b["agent_id"]: b for b in listing.json()["circuit_breakers"]}
         assert agents[agent]["banned"] is True
 
@@ -205,6 +206,7 @@ def test_ctl_list_and_reset(node, subject):
     open_breaker(node, 89, subject)
     result = ctl(node, "list")
     assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["truncated"] is False
     listed = json.loads(result.stdout)["circuit_breakers"]
     states = {b["agent_id"]: b["state"] for b in listed}
     assert states[agent_id(89)] == "OPEN"

@@ -61,7 +61,8 @@ static json_t *reply_json(const ipc_envelope *reply)
 			json_array_append_new(
 			        list,
 			        breaker_json(reply->list_circuit_breakers_response->breakers[i]));
-		return json_pack("{s:o}", "circuit_breakers", list);
+		return json_pack("{s:o, s:b}", "circuit_breakers", list, "truncated",
+		                 reply->list_circuit_breakers_response->truncated);
 	}
 	one = reply->circuit_breaker_response;
 	if (one->breaker == NULL)
