@@ -49,7 +49,7 @@ struct http_call {
 	bool shutting_down;      /* the worker takes no new writes: stop has begun */
 
 	/* Requesting agent and protection state, set by protect.c. */
-	bool agent_known;       /* agent holds the X-Agent-Id header or the body's signer */
+	bool agent_known;       /* agent is the X-Agent-Id header or the body's signer */
 	bool agent_from_header; /* agent came from X-Agent-Id */
 	bool admitted;          /* admission and quota have run for this call */
 	int protect_class;      /* enum protect_class of the route */

@@ -9,7 +9,7 @@
 #define BODY(name) STEMEDB__IPC__V1__ENVELOPE__BODY_##name
 #define ERR(name)  STEMEDB__IPC__V1__ERROR_CODE__ERROR_CODE_##name
 
-/* Longest ban: one year. */
+/* Maximum ban: one year, in seconds. */
 #define BAN_SECONDS_MAX 31536000u
 
 /* Largest listing. At about 200 bytes per breaker it stays far below the default
@@ -43,7 +43,8 @@ static void list_breakers(struct api_state *state, struct ipc_conn *conn, uint64
 		abort();
 	res.truncated = count > LIST_MAX;
 	if (res.truncated) {
-		log_warn("listing %zu circuit breakers over api.sock; the reply holds the first %d",
+		log_warn("listing %zu circuit breakers over api.sock; the reply contains the first "
+		         "%d",
 		         count, LIST_MAX);
 		count = LIST_MAX;
 	}

@@ -6,7 +6,8 @@
 #include "http_server.h"
 #include "stemedb/ipc.h"
 
-/* Answers a ListCircuitBreakers, BanCircuitBreaker or ResetCircuitBreaker request. */
+/* Handles a ListCircuitBreakers, BanCircuitBreaker or ResetCircuitBreaker request and
+ * sends the reply. */
 void ipc_breakers_handle(struct api_state *state, struct ipc_conn *conn,
                          const ipc_envelope *request);
 

@@ -196,8 +196,8 @@ def write_claims(boot, subject, count, start=0):
     acknowledged = []
     for i in range(start, start + count):
         claim = signed(1, subject, f"p{i % 3}", text(f"v{i}"))
-        # The units run with the production defaults, so admission asks this new agent
-        # for a proof of work; 16 bits meets every difficulty it can ask for.
+        # The units run with the production defaults, so admission requests a proof of
+        # work from this new agent. 16 bits meet every difficulty it can request.
         proof = [f"{name}: {value}" for name, value in pow_headers(agent_id(1), 16).items()]
         status, body = boot.curl("POST", f"{API}/v1/assert", json.dumps(claim), headers=proof)
         if status == 201:

@@ -63,14 +63,14 @@ struct ctl_response {
 struct ctl_http *ctl_http_new(const char *base_url);
 void ctl_http_free(struct ctl_http *http);
 const char *ctl_http_base_url(const struct ctl_http *http);
-/* Names the signing agent in X-Agent-Id on every request, so that the client can answer
- * the server's admission layer. */
+/* Sets the signing agent, sent in X-Agent-Id on every request and used for the proofs
+ * of work that the server's admission layer requests. */
 void ctl_http_set_agent(struct ctl_http *http, const uint8_t agent[STEMEDB_AGENT_ID_LEN]);
 /* Performs one request. body may be NULL. query is an already-encoded "a=b&c=d" or
  * NULL. Always fills resp; release it with ctl_response_free. With an agent set, a 428
- * is answered with a proof of work and the request sent again; a 429 other than
- * quota_exceeded whose Retry-After is at most 120 s is waited out and retried, up to six
- * attempts in all. */
+ * gets a proof of work and the request is sent again. A 429 other than quota_exceeded
+ * whose Retry-After is at most 120 s is waited out and retried, up to six attempts in
+ * all. */
 void ctl_http_request(struct ctl_http *http, const char *method, const char *path,
                       const char *query, const json_t *body, struct ctl_response *resp);
 /* Appends name=value, percent-encoded, to the malloc'ed query string *query (NULL

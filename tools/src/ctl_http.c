@@ -24,8 +24,8 @@
 /* Responses larger than this are not API responses; the limit protects memory. */
 #define CTL_HTTP_MAX_RESPONSE (64u * 1024u * 1024u)
 
-/* Attempts of one request while the server asks for a proof of work or to retry
- * later, and the longest Retry-After that the client waits for. A quota window lasts an
+/* Maximum attempts of one request while the server requests a proof of work or a
+ * retry, and the maximum Retry-After that the client waits for. A quota window lasts an
  * hour, so a quota_exceeded reply ends the request instead of waiting. */
 #define CTL_PROTECT_ATTEMPTS  6
 #define CTL_RETRY_AFTER_MAX_S 120L
