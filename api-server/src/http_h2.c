@@ -49,6 +49,8 @@ struct h2_stream {
 	char content_type[H2_HEADER_VALUE_MAX];
 	char accept[H2_HEADER_VALUE_MAX];
 	char agent_id[H2_HEADER_VALUE_MAX];
+	char pow_nonce[H2_HEADER_VALUE_MAX];
+	char pow_timestamp[H2_HEADER_VALUE_MAX];
 	size_t header_bytes;
 	struct evbuffer *request_body;
 	struct evbuffer *response_body;
@@ -117,11 +119,20 @@ static ssize_t h2_read_body(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
 		        NGHTTP2_NV_FLAG_NONE                                                       \
 	}
 
-/* Submits a response whose body is st->response_body; allow may be NULL. */
-static void h2_submit(struct h2_stream *st, int status, const char *content_type, const char *allow)
+/* Response headers of the protection layers that the front passes on from the
+ * HTTP/1.1 listener, lowercase as HTTP/2 requires. */
+static const char *const passed_headers[] = {"retry-after",   "x-circuit-breaker-state",
+                                             "x-quota-limit", "x-quota-remaining",
+                                             "x-quota-reset", "x-pow-difficulty"};
+#define PASSED_HEADERS (sizeof(passed_headers) / sizeof(passed_headers[0]))
+
+/* Submits a response whose body is st->response_body; allow and upstream (the
+ * headers of the forwarded response) may be NULL. */
+static void h2_submit(struct h2_stream *st, int status, const char *content_type, const char *allow,
+                      struct evkeyvalq *upstream)
 {
 	char status_text[8];
-	nghttp2_nv headers[3];
+	nghttp2_nv headers[3 + PASSED_HEADERS];
 	size_t count = 0;
 	nghttp2_data_provider provider = {.source.ptr = st->response_body,
 	                                  .read_callback = h2_read_body};
@@ -134,6 +145,14 @@ static void h2_submit(struct h2_stream *st, int status, const char *content_type
 		headers[count++] = (nghttp2_nv)H2_NV("content-type", content_type);
 	if (allow != NULL)
 		headers[count++] = (nghttp2_nv)H2_NV("allow", allow);
+	for (size_t i = 0; upstream != NULL && i < PASSED_HEADERS; i++) {
+		const char *value = evhttp_find_header(upstream, passed_headers[i]);
+
+		if (value != NULL)
+			headers[count++] = (nghttp2_nv){(uint8_t *)passed_headers[i],
+			                                (uint8_t *)value, strlen(passed_headers[i]),
+			                                strlen(value), NGHTTP2_NV_FLAG_NONE};
+	}
 
 	st->answered = true;
 	nghttp2_submit_response(st->session->ng, st->id, headers, count,
@@ -146,7 +165,7 @@ static void h2_reply_error(struct h2_stream *st, int status, const char *code, c
 	evbuffer_drain(st->response_body, evbuffer_get_length(st->response_body));
 	evbuffer_add_printf(st->response_body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
 	                    code, message);
-	h2_submit(st, status, "application/json", NULL);
+	h2_submit(st, status, "application/json", NULL, NULL);
 }
 
 static void on_free_upstream(evutil_socket_t fd, short events, void *arg)
@@ -196,7 +215,7 @@ static void h2_copy_response(struct h2_stream *st, struct evhttp_request *res)
 	const char *allow = evhttp_find_header(headers, "Allow");
 
 	evbuffer_add_buffer(st->response_body, evhttp_request_get_input_buffer(res));
-	h2_submit(st, evhttp_request_get_response_code(res), content_type, allow);
+	h2_submit(st, evhttp_request_get_response_code(res), content_type, allow, headers);
 }
 
 /* Completes a forwarded request. libevent frees res after this returns. */
@@ -294,6 +313,8 @@ static void h2_forward(struct h2_stream *st)
 	h2_add_header(headers, "Content-Type", st->content_type);
 	h2_add_header(headers, "Accept", st->accept);
 	h2_add_header(headers, "X-Agent-Id", st->agent_id);
+	h2_add_header(headers, "X-PoW-Nonce", st->pow_nonce);
+	h2_add_header(headers, "X-PoW-Timestamp", st->pow_timestamp);
 	evbuffer_add_buffer(evhttp_request_get_output_buffer(req), st->request_body);
 
 	st->forwarded = true;
@@ -351,7 +372,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 	            {":path", offsetof(struct h2_stream, path)},
 	            {"content-type", offsetof(struct h2_stream, content_type)},
 	            {"accept", offsetof(struct h2_stream, accept)},
-	            {"x-agent-id", offsetof(struct h2_stream, agent_id)}};
+	            {"x-agent-id", offsetof(struct h2_stream, agent_id)},
+	            {"x-pow-nonce", offsetof(struct h2_stream, pow_nonce)},
+	            {"x-pow-timestamp", offsetof(struct h2_stream, pow_timestamp)}};
 
 	(void)flags;
 	(void)user_data;
