@@ -336,6 +336,23 @@ size_t breaker_list(struct breaker_table *t, uint64_t now_ms, struct breaker_sna
 	return count;
 }
 
+void breaker_peek(struct breaker_table *t, const uint8_t *agent, uint64_t now_ms,
+                  struct breaker_snapshot *snap)
+{
+	struct breaker_entry *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = entry_find(t, agent);
+	if (e != NULL) {
+		snapshot_fill(t, e, now_ms, snap);
+	} else {
+		memset(snap, 0, sizeof(*snap));
+		memcpy(snap->agent, agent, BREAKER_AGENT_ID_LEN);
+		snap->state = BREAKER_CLOSED;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
 void breaker_count_states(struct breaker_table *t, uint64_t now_ms, uint64_t counts[3])
 {
 	counts[BREAKER_CLOSED] = counts[BREAKER_OPEN] = counts[BREAKER_HALF_OPEN] = 0;

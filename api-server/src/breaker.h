@@ -73,6 +73,11 @@ void breaker_restore(struct breaker_table *t, const struct breaker_snapshot *sna
  * the caller) and returns how many; *out is NULL when there are none. */
 size_t breaker_list(struct breaker_table *t, uint64_t now_ms, struct breaker_snapshot **out);
 
+/* Fills *snap with the agent's breaker at now_ms, or a closed breaker without failures
+ * when the agent is not tracked. */
+void breaker_peek(struct breaker_table *t, const uint8_t *agent, uint64_t now_ms,
+                  struct breaker_snapshot *snap);
+
 /* Counts the tracked breakers by state at now_ms (indexed by enum breaker_state). */
 void breaker_count_states(struct breaker_table *t, uint64_t now_ms, uint64_t counts[3]);
 

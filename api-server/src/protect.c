@@ -796,6 +796,8 @@ void http_handle_admission_status(struct http_call *call)
 	unsigned difficulty;
 	uint64_t until_easier, limit;
 	char agent_hex[2 * AGENT_LEN + 1];
+	struct breaker_snapshot breaker;
+	json_t *body;
 
 	if (!http_query_parse(call, known, &q)) {
 		http_query_free(&q);
@@ -839,18 +841,25 @@ void http_handle_admission_status(struct http_call *call)
 	limit = quota_limit(p->config.quota_tokens, admission_quota_multiplier(tier));
 	quota_peek(p->quotas, agent, limit, now, &quota);
 
-	http_reply_json(
-	        call, 200,
-	        json_pack("{s:s, s:s, s:f, s:f, s:I, s:b, s:i, s:b, s:I, s:{s:b, s:I, s:I, s:I, "
-	                  "s:I}, s:b}",
-	                  "agent_id", agent_hex, "tier", admission_tier_name(tier), "trust",
-	                  summary.trust, "quota_multiplier", admission_quota_multiplier(tier),
-	                  "assertion_count", (json_int_t)count, "admission_enabled",
-	                  p->config.admission_enabled, "pow_difficulty", (int)difficulty,
-	                  "pow_required", difficulty > 0, "assertions_until_easier",
-	                  (json_int_t)until_easier, "quota", "enabled", p->config.quota_enabled,
-	                  "limit", (json_int_t)quota.limit, "used", (json_int_t)quota.used,
-	                  "remaining", (json_int_t)quota.remaining, "reset",
-	                  (json_int_t)quota.reset_at, "circuit_breaker_enabled",
-	                  p->config.breaker_enabled));
+	breaker_peek(p->breakers, agent, wall_ms(), &breaker);
+	body = json_pack("{s:s, s:s, s:f, s:f, s:I, s:b, s:i, s:b, s:I}", "agent_id", agent_hex,
+	                 "tier", admission_tier_name(tier), "trust", summary.trust,
+	                 "quota_multiplier", admission_quota_multiplier(tier), "assertion_count",
+	                 (json_int_t)count, "admission_enabled", p->config.admission_enabled,
+	                 "pow_difficulty", (int)difficulty, "pow_required", difficulty > 0,
+	                 "assertions_until_easier", (json_int_t)until_easier);
+	json_object_set_new(
+	        body, "quota",
+	        json_pack("{s:b, s:I, s:I, s:I, s:I}", "enabled", p->config.quota_enabled, "limit",
+	                  (json_int_t)quota.limit, "used", (json_int_t)quota.used, "remaining",
+	                  (json_int_t)quota.remaining, "reset", (json_int_t)quota.reset_at));
+	json_object_set_new(body, "circuit_breaker_enabled",
+	                    json_boolean(p->config.breaker_enabled));
+	json_object_set_new(body, "circuit_breaker",
+	                    json_pack("{s:s, s:i, s:I, s:b, s:s}", "state",
+	                              breaker_state_name(breaker.state), "recent_failures",
+	                              (int)breaker.recent_failures, "open_until_unix_ms",
+	                              (json_int_t)breaker.open_until_ms, "banned", breaker.banned,
+	                              "reason", breaker.reason));
+	http_reply_json(call, 200, body);
 }

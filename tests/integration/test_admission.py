@@ -133,6 +133,9 @@ def test_status_follows_difficulty_table(node, subject):
     assert first["pow_difficulty"] == 12
     assert first["assertions_until_easier"] == 2
     assert first["quota"]["limit"] == 10000
+    assert first["circuit_breaker"] == {"state": "CLOSED", "recent_failures": 0,
+                                        "open_until_unix_ms": 0, "banned": False,
+                                        "reason": ""}
 
     for i in range(2):
         claim = signed(67, subject, f"p{i}", boolean(True))

@@ -70,6 +70,10 @@ def test_failures_open_then_success_closes(node, subject):
     assert 1 <= int(response.headers["Retry-After"]) <= OPEN_SECONDS
     assert metric(node, "stemedb_circuit_breakers_open") == 1
     assert metric(node, "stemedb_circuit_breaker_state", '{state="OPEN"}') == 1
+    status = node.get("/v1/admission/status", params={"agent_id": agent_id(agent)}).json()
+    assert status["circuit_breaker"]["state"] == "OPEN"
+    assert status["circuit_breaker"]["recent_failures"] == 5
+    assert status["circuit_breaker"]["banned"] is False
     assert metric(node, "stemedb_requests_rejected_total",
                   '{reason="circuit_open"}') == rejected_before + 1
 

@@ -177,6 +177,26 @@ static void full_table_drops_new_failures(void **state)
 	breaker_table_free(t);
 }
 
+static void peek_reports_untracked_closed(void **state)
+{
+	struct breaker_table *t = breaker_table_new(&config);
+	uint8_t agent[BREAKER_AGENT_ID_LEN];
+	struct breaker_snapshot snap;
+
+	(void)state;
+	agent_id(agent, 8);
+	breaker_peek(t, agent, T0, &snap);
+	assert_int_equal(snap.state, BREAKER_CLOSED);
+	assert_int_equal(snap.recent_failures, 0);
+	fail_at(t, agent, T0);
+	fail_at(t, agent, T0 + 1);
+	breaker_peek(t, agent, T0 + 2, &snap);
+	assert_int_equal(snap.recent_failures, 2);
+	breaker_peek(t, agent, T0 + 60000, &snap);
+	assert_int_equal(snap.recent_failures, 1);
+	breaker_table_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -188,6 +208,7 @@ int main(void)
 	        cmocka_unit_test(restore_keeps_deadline),
 	        cmocka_unit_test(full_table_evicts_idle),
 	        cmocka_unit_test(full_table_drops_new_failures),
+	        cmocka_unit_test(peek_reports_untracked_closed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
