@@ -299,10 +299,11 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                NULL,
 	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
 	n += api_config_protection_options(cfg, o + n);
+	n += protect_config_options(&cfg->protect, o + n);
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX 40
+#define API_CONFIG_OPTION_MAX (40 + PROTECT_CONFIG_OPTIONS)
 
 /* Derives the values that depend on others: enums from their names, the WAL directory
  * from the data directory, the thread count from the CPU count. */

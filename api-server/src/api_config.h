@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "commit.h"
+#include "protect.h"
 #include "stemedb/log.h"
 
 struct api_config {
@@ -46,6 +47,7 @@ struct api_config {
 	double rate_limit_other_rate;
 	double rate_limit_other_burst;
 	uint64_t rate_limit_max_clients;
+	struct protect_config protect; /* circuit breaker, admission, quota */
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

@@ -544,13 +544,14 @@ bool auth_verify_text(const char *text, size_t len, struct api_key *key)
 
 /* ---- the per-request check ---- */
 
-/* Parses X-Agent-Id into call->agent. Replies 400 and returns false when malformed. */
+/* Parses X-Agent-Id into call->agent unless protect_http_identify already did.
+ * Replies 400 and returns false when malformed. */
 static bool read_agent_header(struct http_call *call)
 {
 	const char *value =
 	        evhttp_find_header(evhttp_request_get_input_headers(call->req), "X-Agent-Id");
 
-	if (value == NULL)
+	if (value == NULL || call->agent_from_header)
 		return true;
 	if (strlen(value) != 2 * STEMEDB_AGENT_ID_LEN ||
 	    !is_lower_hex(value, 2 * STEMEDB_AGENT_ID_LEN) ||
@@ -561,6 +562,7 @@ static bool read_agent_header(struct http_call *call)
 		return false;
 	}
 	call->agent_known = true;
+	call->agent_from_header = true;
 	return true;
 }
 
@@ -607,7 +609,7 @@ bool auth_check(struct http_call *call)
 	memcpy(call->key_agent, key.agent, STEMEDB_AGENT_ID_LEN);
 	if (!read_agent_header(call))
 		return false;
-	if (key.agent_bound && call->agent_known &&
+	if (key.agent_bound && call->agent_from_header &&
 	    sodium_memcmp(call->agent, key.agent, STEMEDB_AGENT_ID_LEN) != 0) {
 		http_reply_error(call, 403, "agent_not_allowed", "X-Agent-Id",
 		                 "API key %s is bound to another agent than X-Agent-Id; send "
@@ -622,7 +624,7 @@ bool auth_check_signer(struct http_call *call, const uint8_t agent[STEMEDB_AGENT
 {
 	char id_hex[API_KEY_ID_HEX_LEN + 1];
 
-	if (!call->key_known || !call->key_agent_bound || call->agent_known)
+	if (!call->key_known || !call->key_agent_bound || call->agent_from_header)
 		return true;
 	if (sodium_memcmp(agent, call->key_agent, STEMEDB_AGENT_ID_LEN) == 0)
 		return true;

@@ -50,6 +50,8 @@ struct h2_stream {
 	char accept[H2_HEADER_VALUE_MAX];
 	char agent_id[H2_HEADER_VALUE_MAX];
 	char api_key[H2_HEADER_VALUE_MAX];
+	char pow_nonce[H2_HEADER_VALUE_MAX];
+	char pow_timestamp[H2_HEADER_VALUE_MAX];
 	size_t header_bytes;
 	struct evbuffer *request_body;
 	struct evbuffer *response_body;
@@ -119,14 +121,19 @@ static ssize_t h2_read_body(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
 	}
 
 /* Response headers of the HTTP/1.1 listener that the front passes on: the methods of a
- * 405, the wait of a 429 and the scheme of a 401. */
+ * 405, the scheme of a 401, and the headers of the protection layers. */
 static const struct {
-	const char *upstream; /* as libevent finds it */
+	const char *upstream; /* as libevent finds it (case-insensitive) */
 	const char *h2;       /* lowercase, as HTTP/2 requires */
 } passed_headers[] = {
         {"Allow", "allow"},
         {"Retry-After", "retry-after"},
         {"WWW-Authenticate", "www-authenticate"},
+        {"X-Circuit-Breaker-State", "x-circuit-breaker-state"},
+        {"X-Quota-Limit", "x-quota-limit"},
+        {"X-Quota-Remaining", "x-quota-remaining"},
+        {"X-Quota-Reset", "x-quota-reset"},
+        {"X-PoW-Difficulty", "x-pow-difficulty"},
 };
 #define PASSED_HEADER_COUNT (sizeof(passed_headers) / sizeof(passed_headers[0]))
 
@@ -315,6 +322,8 @@ static void h2_forward(struct h2_stream *st)
 	h2_add_header(headers, "Accept", st->accept);
 	h2_add_header(headers, "X-Agent-Id", st->agent_id);
 	h2_add_header(headers, "X-API-Key", st->api_key);
+	h2_add_header(headers, "X-PoW-Nonce", st->pow_nonce);
+	h2_add_header(headers, "X-PoW-Timestamp", st->pow_timestamp);
 	evbuffer_add_buffer(evhttp_request_get_output_buffer(req), st->request_body);
 
 	st->forwarded = true;
@@ -373,7 +382,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 	            {"content-type", offsetof(struct h2_stream, content_type)},
 	            {"accept", offsetof(struct h2_stream, accept)},
 	            {"x-agent-id", offsetof(struct h2_stream, agent_id)},
-	            {"x-api-key", offsetof(struct h2_stream, api_key)}};
+	            {"x-api-key", offsetof(struct h2_stream, api_key)},
+	            {"x-pow-nonce", offsetof(struct h2_stream, pow_nonce)},
+	            {"x-pow-timestamp", offsetof(struct h2_stream, pow_timestamp)}};
 
 	(void)flags;
 	(void)user_data;

@@ -3,6 +3,7 @@
 
 #include "http_handlers.h"
 #include "http_util.h"
+#include "protect.h"
 #include "stemedb/buf.h"
 #include "stemedb/metrics.h"
 
@@ -61,6 +62,7 @@ void http_handle_metrics(struct http_call *call)
 	if (!http_query_reject_any(call))
 		return;
 	metric_set(http_metrics.assertions, (double)store_assertion_count(call->state->store));
+	protect_refresh_metrics(call->state->protect);
 
 	buf_init(&text);
 	metrics_render(&text);

@@ -11,6 +11,7 @@
 #include "http_handlers.h"
 #include "http_records.h"
 #include "http_util.h"
+#include "protect.h"
 #include "stemedb/hex.h"
 #include "stemedb/record_json.h"
 
@@ -116,6 +117,17 @@ static void on_record_committed(struct commit_request *request)
 	http_call_resume(w->call);
 }
 
+/* Runs the per-agent protection layers for the record's signers, before their
+ * signatures are verified. Returns false after replying. */
+static bool admit_record_signer(struct http_call *call, const struct record *r)
+{
+	uint8_t signers[STEMEDB_RECORD_SIGNERS_MAX][STEMEDB_AGENT_ID_LEN];
+
+	for (size_t i = 0; i < r->signer_count; i++)
+		memcpy(signers[i], r->signers[i].agent_id, STEMEDB_AGENT_ID_LEN);
+	return protect_http_write(call, (const uint8_t(*)[32])signers, r->signer_count, true);
+}
+
 /* Parses, checks and submits one record of the given type from body. Takes body. */
 static void submit_record(struct http_call *call, struct commit_pipeline *p, json_t *body,
                           uint8_t type, record_check_fn check)
@@ -146,6 +158,7 @@ static void submit_record(struct http_call *call, struct commit_pipeline *p, jso
 	}
 	if ((w->record.signer_count > 0 &&
 	     !auth_check_signer(call, w->record.signers[0].agent_id)) ||
+	    !admit_record_signer(call, &w->record) ||
 	    !check_record_signers(call, &w->record, w->request.hash) ||
 	    (check != NULL && !check(call, &w->record)))
 		goto fail;

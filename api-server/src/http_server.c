@@ -22,6 +22,7 @@
 #include "http_handlers.h"
 #include "http_openapi.h"
 #include "http_util.h"
+#include "protect.h"
 #include "rate_limit.h"
 #include "stemedb/config.h"
 #include "stemedb/log.h"
@@ -54,6 +55,7 @@ enum route_id {
 	ROUTE_ALIASES,
 	ROUTE_METRICS,
 	ROUTE_OPENAPI,
+	ROUTE_ADMISSION_STATUS,
 	ROUTE_UNMATCHED,
 	ROUTE_COUNT
 };
@@ -111,7 +113,39 @@ static const struct route routes[ROUTE_COUNT] = {
         [ROUTE_METRICS] = {"/metrics", "/metrics", false, HTTP_METHOD_GET, http_handle_metrics},
         [ROUTE_OPENAPI] = {"/api-doc/openapi.json", "/api-doc/openapi.json", false, HTTP_METHOD_GET,
                            http_handle_openapi},
+        [ROUTE_ADMISSION_STATUS] = {"/v1/admission/status", "/v1/admission/status", false,
+                                    HTTP_METHOD_GET, http_handle_admission_status},
         [ROUTE_UNMATCHED] = {NULL, "unmatched", false, HTTP_METHOD_OTHER, NULL},
+};
+
+/* Number of lenses that /v1/skeptic evaluates: recency, confidence, consensus,
+ * authority and vote. */
+#define SKEPTIC_LENSES 5
+
+/* How the protection layers treat each route (see protect.h). Routes left out have no
+ * agent scope. */
+static const struct protect_route route_protection[ROUTE_COUNT] = {
+        [ROUTE_ASSERT] = {PROTECT_WRITE, 0},
+        [ROUTE_BATCH] = {PROTECT_WRITE, 0},
+        [ROUTE_ASSERTION_VOTES] = {PROTECT_READ, 0},
+        [ROUTE_ASSERTION_SIGNATURES] = {PROTECT_WRITE_VOTE, 0},
+        [ROUTE_ASSERTION] = {PROTECT_READ, 0},
+        [ROUTE_QUERY] = {PROTECT_QUERY, 1},
+        [ROUTE_SKEPTIC] = {PROTECT_QUERY, SKEPTIC_LENSES},
+        [ROUTE_SUBJECT] = {PROTECT_READ, 0},
+        [ROUTE_LAYERED] = {PROTECT_QUERY, 1},
+        [ROUTE_TRACE] = {PROTECT_READ, 0},
+        [ROUTE_AUDIT_QUERIES] = {PROTECT_READ, 0},
+        [ROUTE_AUDIT_QUERY] = {PROTECT_READ, 0},
+        [ROUTE_FEED] = {PROTECT_READ, 0},
+        [ROUTE_AGENT] = {PROTECT_READ, 0},
+        [ROUTE_VOTE] = {PROTECT_WRITE_VOTE, 0},
+        [ROUTE_EPOCH] = {PROTECT_WRITE, 0},
+        [ROUTE_EPOCHS] = {PROTECT_READ, 0},
+        [ROUTE_SOURCES_LIST] = {PROTECT_READ, 0},
+        [ROUTE_SOURCES_CREATE] = {PROTECT_WRITE, 0},
+        [ROUTE_SOURCE] = {PROTECT_READ, 0},
+        [ROUTE_ALIASES] = {PROTECT_WRITE, 0},
 };
 
 static const char *const method_names[] = {"GET", "POST", "HEAD", "OTHER"};
@@ -421,9 +455,18 @@ static void http_dispatch(struct http_call *call)
 		                 route->label, allow);
 		return;
 	}
+
+	/* Protection layers, outermost first. The per-agent layers run here for requests
+	 * that send X-Agent-Id, and from the write handlers (after the body names the
+	 * signer) for those that do not. */
+	if (!protect_http_identify(call, route_protection[call->route]) ||
+	    !protect_http_breaker(call))
+		return;
 	if (!auth_check(call))
 		return;
 	if (!rate_limit_check(call))
+		return;
+	if (!protect_http_admit(call, route_protection[call->route]))
 		return;
 	route->handler(call);
 }
@@ -493,6 +536,7 @@ void http_call_finish(struct http_call *call, int status)
 	histogram_observe(http_metrics.request_duration,
 	                  (double)(http_now_ns() - call->started_ns) / 1e9);
 	http_count_request(call, status);
+	protect_http_finish(call, status);
 	atomic_fetch_sub_explicit(&server->in_flight, 1, memory_order_release);
 	free(call);
 }

@@ -17,6 +17,7 @@
 #include "store.h"
 
 struct audit_log;
+struct protect;
 struct evhttp_request;
 struct http_worker;
 
@@ -26,6 +27,7 @@ struct api_state {
 	const struct api_config *config;
 	struct store *store;
 	struct audit_log *audit; /* NULL when auditing is off */
+	struct protect *protect; /* circuit breaker, admission and quota */
 	_Atomic(struct commit_pipeline *) pipeline;
 	atomic_bool recovery_failed;
 	uint64_t started_ns; /* CLOCK_MONOTONIC at start-up */
@@ -60,8 +62,15 @@ struct http_call {
 	uint8_t key_id[8];
 	bool key_agent_bound;
 	uint8_t key_agent[32];
-	bool agent_known; /* X-Agent-Id was given */
+
+	/* Requesting agent and protection state, set by protect.c. */
+	bool agent_known;       /* agent is the X-Agent-Id header or the body's signer */
+	bool agent_from_header; /* agent came from X-Agent-Id */
+	bool admitted;          /* admission and quota have run for this call */
+	int protect_class;      /* enum protect_class of the route */
+	uint8_t protect_lenses;
 	uint8_t agent[32];
+	char error_code[40]; /* code of the error reply, empty on success */
 
 	/* Set by a handler that waits for the commit pipeline: called on the worker
 	 * thread once the writer has completed every request of this call. */

@@ -27,12 +27,16 @@ static atomic_uint_fast64_t error_log_suppressed;
 
 /* Every error code the API sends. */
 static const char *const rejection_codes[] = {
-        "invalid_json",       "invalid_field",     "missing_field",     "unknown_field",
-        "invalid_parameter",  "missing_parameter", "unknown_parameter", "not_found",
-        "method_not_allowed", "payload_too_large", "batch_too_large",   "unsupported_media_type",
-        "out_of_range",       "invalid_signature", "duplicate_signer",  "unavailable",
-        "internal_error",     "missing_api_key",   "invalid_api_key",   "insufficient_scope",
-        "rate_limited",       "agent_not_allowed", "invalid_header"};
+        "invalid_json",          "invalid_field",      "missing_field",
+        "unknown_field",         "invalid_parameter",  "missing_parameter",
+        "unknown_parameter",     "not_found",          "method_not_allowed",
+        "payload_too_large",     "batch_too_large",    "unsupported_media_type",
+        "out_of_range",          "invalid_signature",  "duplicate_signer",
+        "unavailable",           "internal_error",     "missing_api_key",
+        "invalid_api_key",       "insufficient_scope", "rate_limited",
+        "agent_not_allowed",     "invalid_header",     "agent_mismatch",
+        "circuit_open",          "circuit_banned",     "proof_of_work_required",
+        "invalid_proof_of_work", "quota_exceeded"};
 
 static void http_count_rejection_by(const char *code, double delta)
 {
@@ -237,6 +241,7 @@ void http_reply_error(struct http_call *call, int status, const char *code, cons
 	make_printable(field_text);
 	field = field_text;
 
+	snprintf(call->error_code, sizeof(call->error_code), "%s", code);
 	http_count_rejection(code);
 	http_log_error(call, status, code, field, message);
 	http_reply_begin(&body, &w);

@@ -9,6 +9,7 @@
 #include "auth.h"
 #include "http_handlers.h"
 #include "http_util.h"
+#include "protect.h"
 #include "stemedb/hex.h"
 #include "stemedb/json_codec.h"
 #include "stemedb/log.h"
@@ -73,10 +74,9 @@ static bool http_check_signatures(struct commit_request *r, struct item_error *e
 	}
 }
 
-/* Parses, hashes and verifies one assertion into r (initialized by the caller).
- * Field errors are 400 except out_of_range, which is valid JSON with an invalid claim
- * and therefore 422. */
-static bool http_prepare_request(const json_t *obj, struct commit_request *r, struct item_error *e)
+/* Parses and hashes one assertion into r (initialized by the caller). Field errors are
+ * 400 except out_of_range, which is valid JSON with an invalid claim and therefore 422. */
+static bool http_parse_request(const json_t *obj, struct commit_request *r, struct item_error *e)
 {
 	memset(e, 0, sizeof(*e));
 	if (!json_is_object(obj)) {
@@ -96,7 +96,31 @@ static bool http_prepare_request(const json_t *obj, struct commit_request *r, st
 		         "The assertion cannot be encoded; check the field lengths.");
 		return false;
 	}
-	return http_check_signatures(r, e);
+	return true;
+}
+
+/* Parses, hashes and verifies one assertion into r (initialized by the caller). */
+static bool http_prepare_request(const json_t *obj, struct commit_request *r, struct item_error *e)
+{
+	return http_parse_request(obj, r, e) && http_check_signatures(r, e);
+}
+
+/* Copies the signer ids of an assertion into signers and returns how many there are. */
+static size_t assertion_signers(const struct assertion *a,
+                                uint8_t signers[STEMEDB_SIGNATURES_MAX][STEMEDB_AGENT_ID_LEN])
+{
+	for (size_t i = 0; i < a->signature_count; i++)
+		memcpy(signers[i], a->signatures[i].agent_id, STEMEDB_AGENT_ID_LEN);
+	return a->signature_count;
+}
+
+/* Counts a newly stored assertion for its signers' admission difficulty. */
+static void count_stored(struct http_call *call, const struct assertion *a)
+{
+	uint8_t signers[STEMEDB_SIGNATURES_MAX][STEMEDB_AGENT_ID_LEN];
+	size_t count = assertion_signers(a, signers);
+
+	protect_assertion_stored(call->state->protect, (const uint8_t(*)[32])signers, count);
 }
 
 static void http_reply_item_error(struct http_call *call, const struct item_error *e)
@@ -158,6 +182,7 @@ static void http_finish_assert(struct http_call *call)
 
 	switch (w->request.status) {
 	case COMMIT_CREATED:
+		count_stored(call, &w->request.assertion);
 		http_reply_assert_status(call, 201, w->request.hash, "created");
 		break;
 	case COMMIT_EXISTS:
@@ -179,6 +204,7 @@ void http_handle_assert(struct http_call *call)
 	struct single_write *w;
 	struct item_error e;
 	json_t *body;
+	bool json_ok;
 
 	if (p == NULL)
 		return;
@@ -190,18 +216,25 @@ void http_handle_assert(struct http_call *call)
 	if (w == NULL)
 		abort();
 	assertion_init(&w->request.assertion);
-	if (!http_prepare_request(body, &w->request, &e)) {
-		json_decref(body);
+	json_ok = http_parse_request(body, &w->request, &e);
+	json_decref(body);
+	if (json_ok) {
+		uint8_t signers[STEMEDB_SIGNATURES_MAX][STEMEDB_AGENT_ID_LEN];
+		size_t count = assertion_signers(&w->request.assertion, signers);
+
+		/* The API key's agent binding, then the protection layers, reply themselves
+		 * when they reject the request. */
+		if ((count > 0 && !auth_check_signer(call, signers[0])) ||
+		    !protect_http_write(call, (const uint8_t(*)[32])signers, count, true)) {
+			assertion_free(&w->request.assertion);
+			free(w);
+			return;
+		}
+	}
+	if (!json_ok || !http_check_signatures(&w->request, &e)) {
 		assertion_free(&w->request.assertion);
 		free(w);
 		http_reply_item_error(call, &e);
-		return;
-	}
-	json_decref(body);
-	if (w->request.assertion.signature_count > 0 &&
-	    !auth_check_signer(call, w->request.assertion.signatures[0].agent_id)) {
-		assertion_free(&w->request.assertion);
-		free(w);
 		return;
 	}
 
@@ -297,6 +330,7 @@ static void batch_item_result(struct http_call *call, struct json_writer *w,
 	struct item_error failure;
 
 	if (item->submitted && item->request.status == COMMIT_CREATED) {
+		count_stored(call, &item->request.assertion);
 		counts[0]++;
 		batch_write_result(w, item, index, "created");
 		return;
@@ -531,6 +565,9 @@ static void batch_dispatch(struct batch_write *b)
 /* Checks the first item's first signer, the agent of a batch, against the agent
  * binding of the request's API key. A missing or malformed signer passes here, because
  * the item's own validation rejects it. */
+/* Checks the first item's first signer, the agent of a batch, against the agent
+ * binding of the request's API key. A missing or malformed signer passes here, because
+ * the item's own validation rejects it. */
 static bool batch_signer_allowed(struct http_call *call, json_t *items)
 {
 	json_t *signatures = json_object_get(json_array_get(items, 0), "signatures");
@@ -541,6 +578,30 @@ static bool batch_signer_allowed(struct http_call *call, json_t *items)
 	if (agent_hex == NULL || !hex_decode(agent_hex, strlen(agent_hex), agent, sizeof(agent)))
 		return true;
 	return auth_check_signer(call, agent);
+}
+
+/* Runs the per-agent protection layers for a batch. Without X-Agent-Id the requesting
+ * agent is the first signer of the first item, so that item must name one while a
+ * layer is enabled. Returns false after replying. */
+static bool admit_batch(struct http_call *call, json_t *items)
+{
+	json_t *signatures = json_object_get(json_array_get(items, 0), "signatures");
+	const char *agent_hex =
+	        json_string_value(json_object_get(json_array_get(signatures, 0), "agent_id"));
+	uint8_t agent[1][STEMEDB_AGENT_ID_LEN];
+
+	if (call->agent_from_header || json_array_size(items) == 0 ||
+	    !protect_any_enabled(call->state->protect))
+		return true;
+	if (agent_hex == NULL ||
+	    !hex_decode(agent_hex, strlen(agent_hex), agent[0], sizeof(agent[0]))) {
+		http_reply_error(call, 400, "missing_field", "assertions[0].signatures[0].agent_id",
+		                 "The first assertion of the batch names no valid signer, so the "
+		                 "requesting agent is unknown; fix its first signature or send "
+		                 "X-Agent-Id.");
+		return false;
+	}
+	return protect_http_write(call, (const uint8_t(*)[32])agent, 1, false);
 }
 
 void http_handle_batch(struct http_call *call)
@@ -555,12 +616,7 @@ void http_handle_batch(struct http_call *call)
 	if (body == NULL)
 		return;
 	items = batch_items(call, body);
-	if (items == NULL) {
-		json_decref(body);
-		return;
-	}
-
-	if (!batch_signer_allowed(call, items)) {
+	if (items == NULL || !batch_signer_allowed(call, items) || !admit_batch(call, items)) {
 		json_decref(body);
 		return;
 	}

@@ -5,6 +5,7 @@
  * the statistics. */
 
 #include "ipc_api.h"
+#include "ipc_breakers.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -724,6 +725,11 @@ static void handle_request(void *ctx, struct ipc_conn *conn, const ipc_envelope 
 		break;
 	case BODY(RECORD_TRUST_OUTCOME_REQUEST):
 		record_trust_outcome(api, conn, request);
+		break;
+	case BODY(LIST_CIRCUIT_BREAKERS_REQUEST):
+	case BODY(BAN_CIRCUIT_BREAKER_REQUEST):
+	case BODY(RESET_CIRCUIT_BREAKER_REQUEST):
+		ipc_breakers_handle(api->state, conn, request);
 		break;
 	default:
 		log_warn("api.sock: request type %d from pid %d is not served here",

@@ -24,6 +24,7 @@
 #include "http_server.h"
 #include "http_util.h"
 #include "ipc_api.h"
+#include "protect.h"
 #include "rate_limit.h"
 #include "stemedb/daemon.h"
 #include "stemedb/hex.h"
@@ -278,6 +279,8 @@ static void close_store(struct api_state *state)
 {
 	rate_limit_stop();
 	auth_stop();
+	protect_close(state->protect);
+	state->protect = NULL;
 	audit_log_stop(state->audit);
 	state->audit = NULL;
 	store_close(state->store);
@@ -316,7 +319,15 @@ static int run(struct api_config *cfg)
 		return 1;
 	}
 
+	state.protect = protect_open(&cfg->protect, state.store, err, sizeof(err));
+	if (state.protect == NULL) {
+		log_error("%s", err);
+		close_store(&state);
+		return 1;
+	}
+
 	http_metrics_register();
+	protect_register_metrics();
 	ipc_api_register_metrics();
 	server = http_server_start(&state, err, sizeof(err));
 	if (server == NULL) {

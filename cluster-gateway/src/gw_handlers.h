@@ -15,6 +15,10 @@ void gw_handle_admin_rebuild(struct gw_request *r);
 void gw_handle_admin_backup(struct gw_request *r);
 /* gw_trust.c */
 void gw_handle_admin_trust_outcome(struct gw_request *r);
+/* gw_breakers.c */
+void gw_handle_admin_breakers(struct gw_request *r);
+void gw_handle_admin_breaker_ban(struct gw_request *r);
+void gw_handle_admin_breaker_reset(struct gw_request *r);
 
 /* gw_keys.c */
 void gw_handle_admin_api_keys_list(struct gw_request *r);

@@ -38,10 +38,11 @@ struct gw_http_server {
 #define API_KEY_REVOKE_SUFFIX "/revoke"
 
 struct route {
-	const char *path; /* exact path, or the prefix of the revoke route */
+	const char *path; /* the whole path, or the prefix before a parameter with a suffix */
 	enum evhttp_cmd_type method;
 	const char *method_name;
 	void (*handler)(struct gw_request *r);
+	const char *suffix; /* text after a path parameter without '/', or NULL */
 };
 
 static const struct route routes[GW_ROUTE_UNMATCHED] = {
@@ -64,7 +65,13 @@ static const struct route routes[GW_ROUTE_UNMATCHED] = {
         [GW_ROUTE_ADMIN_API_KEYS_CREATE] = {"/v1/admin/api-keys", EVHTTP_REQ_POST, "POST",
                                             gw_handle_admin_api_keys_create},
         [GW_ROUTE_ADMIN_API_KEY_REVOKE] = {API_KEY_REVOKE_PREFIX, EVHTTP_REQ_POST, "POST",
-                                           gw_handle_admin_api_key_revoke},
+                                           gw_handle_admin_api_key_revoke, API_KEY_REVOKE_SUFFIX},
+        [GW_ROUTE_ADMIN_BREAKERS] = {"/v1/admin/circuit_breakers", EVHTTP_REQ_GET, "GET",
+                                     gw_handle_admin_breakers},
+        [GW_ROUTE_ADMIN_BREAKER_BAN] = {"/v1/admin/circuit_breakers/", EVHTTP_REQ_POST, "POST",
+                                        gw_handle_admin_breaker_ban, "/ban"},
+        [GW_ROUTE_ADMIN_BREAKER_RESET] = {"/v1/admin/circuit_breakers/", EVHTTP_REQ_POST, "POST",
+                                          gw_handle_admin_breaker_reset, "/reset"},
 };
 
 static const char *const route_labels[GW_ROUTE_COUNT] = {
@@ -79,6 +86,9 @@ static const char *const route_labels[GW_ROUTE_COUNT] = {
         [GW_ROUTE_ADMIN_API_KEYS_LIST] = "/v1/admin/api-keys",
         [GW_ROUTE_ADMIN_API_KEYS_CREATE] = "/v1/admin/api-keys",
         [GW_ROUTE_ADMIN_API_KEY_REVOKE] = "/v1/admin/api-keys/{id}/revoke",
+        [GW_ROUTE_ADMIN_BREAKERS] = "/v1/admin/circuit_breakers",
+        [GW_ROUTE_ADMIN_BREAKER_BAN] = "/v1/admin/circuit_breakers/{agent_id}/ban",
+        [GW_ROUTE_ADMIN_BREAKER_RESET] = "/v1/admin/circuit_breakers/{agent_id}/reset",
         [GW_ROUTE_UNMATCHED] = "unmatched",
 };
 
@@ -266,15 +276,16 @@ bool gw_reject_unknown_fields(struct gw_request *r, json_t *body, const char *co
 	return true;
 }
 
-static bool is_revoke_path(const char *path)
+/* Matches prefix, a non-empty parameter without '/', then suffix. */
+static bool path_with_parameter(const struct route *route, const char *path)
 {
-	size_t len = strlen(path);
-	size_t prefix_len = strlen(API_KEY_REVOKE_PREFIX);
-	size_t suffix_len = strlen(API_KEY_REVOKE_SUFFIX);
+	size_t prefix_len = strlen(route->path);
+	size_t suffix_len = strlen(route->suffix);
+	size_t path_len = strlen(path);
 
-	return len > prefix_len + suffix_len &&
-	       strncmp(path, API_KEY_REVOKE_PREFIX, prefix_len) == 0 &&
-	       strcmp(path + len - suffix_len, API_KEY_REVOKE_SUFFIX) == 0;
+	return path_len > prefix_len + suffix_len && strncmp(path, route->path, prefix_len) == 0 &&
+	       strcmp(path + path_len - suffix_len, route->suffix) == 0 &&
+	       memchr(path + prefix_len, '/', path_len - prefix_len - suffix_len) == NULL;
 }
 
 /* Returns the route of path whose method matches, else the first route of path (so
@@ -283,10 +294,9 @@ static enum gw_route find_route(const char *path, enum evhttp_cmd_type method)
 {
 	enum gw_route first = GW_ROUTE_UNMATCHED;
 
-	if (is_revoke_path(path))
-		return GW_ROUTE_ADMIN_API_KEY_REVOKE;
 	for (int i = 0; i < GW_ROUTE_UNMATCHED; i++) {
-		if (i == GW_ROUTE_ADMIN_API_KEY_REVOKE || strcmp(routes[i].path, path) != 0)
+		if (routes[i].suffix != NULL ? !path_with_parameter(&routes[i], path)
+		                             : strcmp(routes[i].path, path) != 0)
 			continue;
 		if (routes[i].method == method)
 			return (enum gw_route)i;

@@ -110,3 +110,51 @@ enum ipc_result ipc_call_rebuild_indexes(struct ipc_client *c, uint32_t timeout_
 	return ipc_client_call(c, &req, BODY(REBUILD_INDEXES_RESPONSE), timeout_ms, reply, NULL,
 	                       err, err_size);
 }
+
+enum ipc_result ipc_call_list_circuit_breakers(struct ipc_client *c, uint32_t timeout_ms,
+                                               ipc_envelope **reply, char *err, size_t err_size)
+{
+	ipc_envelope req = STEMEDB__IPC__V1__ENVELOPE__INIT;
+	Stemedb__Ipc__V1__ListCircuitBreakersRequest body =
+	        STEMEDB__IPC__V1__LIST_CIRCUIT_BREAKERS_REQUEST__INIT;
+
+	req.body_case = BODY(LIST_CIRCUIT_BREAKERS_REQUEST);
+	req.list_circuit_breakers_request = &body;
+	return ipc_client_call(c, &req, BODY(LIST_CIRCUIT_BREAKERS_RESPONSE), timeout_ms, reply,
+	                       NULL, err, err_size);
+}
+
+enum ipc_result ipc_call_ban_circuit_breaker(struct ipc_client *c, const uint8_t agent[32],
+                                             uint64_t duration_seconds, const char *reason,
+                                             uint32_t timeout_ms, ipc_envelope **reply, char *err,
+                                             size_t err_size)
+{
+	ipc_envelope req = STEMEDB__IPC__V1__ENVELOPE__INIT;
+	Stemedb__Ipc__V1__BanCircuitBreakerRequest body =
+	        STEMEDB__IPC__V1__BAN_CIRCUIT_BREAKER_REQUEST__INIT;
+
+	body.agent_id.data = (uint8_t *)agent;
+	body.agent_id.len = 32;
+	body.duration_seconds = duration_seconds;
+	body.reason = (char *)reason;
+	req.body_case = BODY(BAN_CIRCUIT_BREAKER_REQUEST);
+	req.ban_circuit_breaker_request = &body;
+	return ipc_client_call(c, &req, BODY(CIRCUIT_BREAKER_RESPONSE), timeout_ms, reply, NULL,
+	                       err, err_size);
+}
+
+enum ipc_result ipc_call_reset_circuit_breaker(struct ipc_client *c, const uint8_t agent[32],
+                                               uint32_t timeout_ms, ipc_envelope **reply, char *err,
+                                               size_t err_size)
+{
+	ipc_envelope req = STEMEDB__IPC__V1__ENVELOPE__INIT;
+	Stemedb__Ipc__V1__ResetCircuitBreakerRequest body =
+	        STEMEDB__IPC__V1__RESET_CIRCUIT_BREAKER_REQUEST__INIT;
+
+	body.agent_id.data = (uint8_t *)agent;
+	body.agent_id.len = 32;
+	req.body_case = BODY(RESET_CIRCUIT_BREAKER_REQUEST);
+	req.reset_circuit_breaker_request = &body;
+	return ipc_client_call(c, &req, BODY(CIRCUIT_BREAKER_RESPONSE), timeout_ms, reply, NULL,
+	                       err, err_size);
+}

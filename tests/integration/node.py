@@ -4,9 +4,11 @@ The node listens on a free loopback port and keeps its data in a directory the
 test owns, so a restart on the same directory exercises WAL replay and RocksDB.
 """
 
+import hashlib
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,6 +29,50 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+PROTECTION_OFF = {
+    "STEMEDB_CIRCUIT_BREAKER_ENABLED": "false",
+    "STEMEDB_ADMISSION_ENABLED": "false",
+    "STEMEDB_QUOTA_ENABLED": "false",
+}
+
+
+def pow_digest(nonce, agent_hex, timestamp):
+    """Return BLAKE2b-256 of nonce (u64 BE), agent id (32 bytes), timestamp (u64 BE)."""
+    data = nonce.to_bytes(8, "big") + bytes.fromhex(agent_hex) + timestamp.to_bytes(8, "big")
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def leading_zero_bits(digest):
+    """Count the leading zero bits of a byte string."""
+    bits = 0
+    for byte in digest:
+        if byte == 0:
+            bits += 8
+            continue
+        bits += 8 - byte.bit_length()
+        break
+    return bits
+
+
+def solve_pow(agent_hex, difficulty, timestamp=None, start=None):
+    """Return (nonce, timestamp) whose digest has at least difficulty leading zero bits.
+
+    The search starts at a random nonce unless start is given, so two proofs made in
+    the same second differ and the server does not take the second for a replay."""
+    if timestamp is None:
+        timestamp = int(time.time())
+    nonce = random.randrange(1 << 48) if start is None else start
+    while leading_zero_bits(pow_digest(nonce, agent_hex, timestamp)) < difficulty:
+        nonce += 1
+    return nonce, timestamp
+
+
+def pow_headers(agent_hex, difficulty, timestamp=None, start=None):
+    """Return the X-PoW-Nonce and X-PoW-Timestamp headers of a fresh proof."""
+    nonce, ts = solve_pow(agent_hex, difficulty, timestamp, start)
+    return {"X-PoW-Nonce": str(nonce), "X-PoW-Timestamp": str(ts)}
 
 
 class Node:
@@ -62,6 +108,9 @@ class Node:
                 "STEMEDB_RATE_LIMIT_ENABLED": "false",
             }
         )
+        # The older tests send many writes from new agents and bad requests on
+        # purpose, so these layers are off unless a test turns them on.
+        env.update(PROTECTION_OFF)
         env.update(self.extra_env)
         return env
 

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from claims import expected_hash, signed, text
-from node import Node, free_port
+from claims import agent_id, expected_hash, signed, text
+from node import Node, free_port, pow_headers
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nghttp") is None or shutil.which("h2load") is None,
@@ -176,5 +176,29 @@ def test_api_key_and_auth_headers_forwarded(tmp_path):
         statuses, output = nghttp(url, "-H", f"x-api-key: {key}")
         assert statuses == [429], output
         assert re.search(r"retry-after: [12]\b", output), output
+    finally:
+        assert node.stop() == 0, node.log()
+
+
+def test_protection_headers_pass_through(tmp_path, subject):
+    port = free_port()
+    node = Node(tmp_path / "node", env={"STEMEDB_HTTP2_LISTEN": f"127.0.0.1:{port}",
+                                        "STEMEDB_ADMISSION_ENABLED": "true",
+                                        "STEMEDB_QUOTA_ENABLED": "true"}).start()
+    url = f"http://127.0.0.1:{port}/v1/assert"
+    body = tmp_path / "assertion.json"
+    body.write_text(json.dumps(signed(3, subject, "capital", text("Sucre"))))
+    try:
+        statuses, output = nghttp(url, "-d", str(body))
+        assert statuses == [428], output
+        assert "x-pow-difficulty: 16" in output, output
+
+        proof = pow_headers(agent_id(3), 16)
+        statuses, output = nghttp(url, "-d", str(body),
+                                  "-H", f"x-pow-nonce: {proof['X-PoW-Nonce']}",
+                                  "-H", f"x-pow-timestamp: {proof['X-PoW-Timestamp']}")
+        assert statuses == [201], output
+        assert "x-quota-limit: 10000" in output, output
+        assert re.search(r"x-quota-remaining: 99\d\d", output), output
     finally:
         assert node.stop() == 0, node.log()

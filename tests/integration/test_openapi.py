@@ -169,6 +169,8 @@ def valid_request(op, r):
         ("GET", "/v1/agents/{agent_id}"): (f"/v1/agents/{agent_id(1)}", None, None),
         ("GET", "/v1/subjects/{subject}"): (
             "/v1/subjects/" + subject.replace("/", "%2F"), None, None),
+        ("GET", "/v1/admission/status"): ("/v1/admission/status?agent_id=" + agent_id(1),
+                                          None, None),
         ("GET", "/v1/health"): ("/v1/health", None, None),
         ("GET", "/v1/ready"): ("/v1/ready", None, None),
         ("GET", "/metrics"): ("/metrics", None, None),

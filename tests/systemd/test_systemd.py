@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "vectors"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-from claims import expected_hash, signed, text  # noqa: E402
+from claims import agent_id, expected_hash, signed, text  # noqa: E402
+from node import pow_headers  # noqa: E402
 
 NODE_UNITS = [
     "stemedb-api.socket",
@@ -195,7 +196,10 @@ def write_claims(boot, subject, count, start=0):
     acknowledged = []
     for i in range(start, start + count):
         claim = signed(1, subject, f"p{i % 3}", text(f"v{i}"))
-        status, body = boot.curl("POST", f"{API}/v1/assert", json.dumps(claim))
+        # The units run with the production defaults, so admission requests a proof of
+        # work from this new agent. 16 bits meet every difficulty it can request.
+        proof = [f"{name}: {value}" for name, value in pow_headers(agent_id(1), 16).items()]
+        status, body = boot.curl("POST", f"{API}/v1/assert", json.dumps(claim), headers=proof)
         if status == 201:
             assert json.loads(body)["hash"] == expected_hash(claim), body
             acknowledged.append(expected_hash(claim))

@@ -53,17 +53,24 @@ int ctl_cmd_keygen(int argc, char **argv);
 /* ctl_http.c: a libcurl client for one server. */
 struct ctl_http;
 struct ctl_response {
-	long status;    /* HTTP status, 0 when no response arrived */
-	json_t *body;   /* parsed body, NULL when empty or not JSON */
-	bool transport; /* true when the request failed before a response */
-	bool retryable; /* connection-level failure worth retrying */
+	long status;      /* HTTP status, 0 when no response arrived */
+	json_t *body;     /* parsed body, NULL when empty or not JSON */
+	bool transport;   /* true when the request failed before a response */
+	bool retryable;   /* connection-level failure worth retrying */
+	long retry_after; /* seconds of the Retry-After header, -1 when absent */
 	char error[256];
 };
 struct ctl_http *ctl_http_new(const char *base_url);
 void ctl_http_free(struct ctl_http *http);
 const char *ctl_http_base_url(const struct ctl_http *http);
+/* Sets the signing agent, sent in X-Agent-Id on every request and used for the proofs
+ * of work that the server's admission layer requests. */
+void ctl_http_set_agent(struct ctl_http *http, const uint8_t agent[STEMEDB_AGENT_ID_LEN]);
 /* Performs one request. body may be NULL. query is an already-encoded "a=b&c=d" or
- * NULL. Always fills resp; release it with ctl_response_free. */
+ * NULL. Always fills resp; release it with ctl_response_free. With an agent set, a 428
+ * gets a proof of work and the request is sent again. A 429 other than quota_exceeded
+ * whose Retry-After is at most 120 s is waited out and retried, up to six attempts in
+ * all. */
 void ctl_http_request(struct ctl_http *http, const char *method, const char *path,
                       const char *query, const json_t *body, struct ctl_response *resp);
 /* Appends name=value, percent-encoded, to the malloc'ed query string *query (NULL
@@ -79,6 +86,8 @@ int ctl_cmd_query(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_skeptic(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_health(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_import(struct ctl_http *http, int argc, char **argv);
+/* ctl_breakers.c: works over api.sock, not HTTP. */
+int ctl_cmd_breakers(int argc, char **argv);
 
 /* ctl_format.c: shared output helpers. */
 /* Writes {"type","value"} as readable text: "Sucre", 1098581, true, ->ref. */

@@ -293,6 +293,7 @@ int ctl_cmd_assert(struct ctl_http *http, int argc, char **argv)
 	}
 	if (!ctl_key_load(args.key_path, &key))
 		return CTL_EXIT_USAGE;
+	ctl_http_set_agent(http, key.agent_id);
 
 	assertion_init(&a);
 	if (!build_assertion(&args, &a))

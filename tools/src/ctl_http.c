@@ -2,12 +2,19 @@
  * so a long import keeps its connection alive. */
 
 #include <curl/curl.h>
+#include <inttypes.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ctl.h"
+#include "stemedb/hex.h"
+#include "stemedb/pow.h"
 
 /* On a 2-core test machine over loopback a batch of 1,000 assertions took about 0.3 s.
  * A request still running after a minute therefore means a stuck node, and the
@@ -17,9 +24,18 @@
 /* Responses larger than this are not API responses; the limit protects memory. */
 #define CTL_HTTP_MAX_RESPONSE (64u * 1024u * 1024u)
 
+/* Maximum attempts of one request while the server requests a proof of work or a
+ * retry, and the maximum Retry-After that the client waits for. A quota window lasts an
+ * hour, so a quota_exceeded reply ends the request instead of waiting. */
+#define CTL_PROTECT_ATTEMPTS  6
+#define CTL_RETRY_AFTER_MAX_S 120L
+#define CTL_POW_ATTEMPTS_MAX  (1ull << 40)
+
 struct ctl_http {
 	CURL *curl;
 	char *base_url;
+	bool has_agent;
+	uint8_t agent[STEMEDB_AGENT_ID_LEN];
 };
 
 struct response_buffer {
@@ -130,6 +146,26 @@ static bool curl_code_retryable(CURLcode code)
 	}
 }
 
+/* Stores the Retry-After seconds of a response in the ctl_response. */
+static size_t on_header(char *data, size_t size, size_t count, void *user)
+{
+	struct ctl_response *resp = user;
+	size_t n = size * count;
+	static const char name[] = "retry-after:";
+
+	if (n > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
+		char value[32];
+		size_t len = n - (sizeof(name) - 1);
+
+		if (len >= sizeof(value))
+			len = sizeof(value) - 1;
+		memcpy(value, data + sizeof(name) - 1, len);
+		value[len] = '\0';
+		resp->retry_after = strtol(value, NULL, 10);
+	}
+	return n;
+}
+
 static void set_request_options(struct ctl_http *http, const char *method, const char *url,
                                 const char *payload, struct curl_slist *headers,
                                 struct response_buffer *rb, char *errbuf)
@@ -165,19 +201,45 @@ static void parse_response_body(struct response_buffer *rb, struct ctl_response 
 		         "response with status %ld is not JSON: %s", resp->status, jerr.text);
 }
 
-void ctl_http_request(struct ctl_http *http, const char *method, const char *path,
-                      const char *query, const json_t *body, struct ctl_response *resp)
+void ctl_http_set_agent(struct ctl_http *http, const uint8_t agent[STEMEDB_AGENT_ID_LEN])
+{
+	memcpy(http->agent, agent, STEMEDB_AGENT_ID_LEN);
+	http->has_agent = true;
+}
+
+/* Headers that name the agent and carry its proof of work (pow_timestamp 0: none). */
+static struct curl_slist *agent_headers(const struct ctl_http *http, struct curl_slist *headers,
+                                        uint64_t pow_nonce, uint64_t pow_timestamp)
+{
+	char line[128], agent_hex[2 * STEMEDB_AGENT_ID_LEN + 1];
+
+	if (!http->has_agent)
+		return headers;
+	hex_encode(http->agent, STEMEDB_AGENT_ID_LEN, agent_hex);
+	snprintf(line, sizeof(line), "X-Agent-Id: %s", agent_hex);
+	headers = curl_slist_append(headers, line);
+	if (pow_timestamp == 0)
+		return headers;
+	snprintf(line, sizeof(line), "X-PoW-Nonce: %" PRIu64, pow_nonce);
+	headers = curl_slist_append(headers, line);
+	snprintf(line, sizeof(line), "X-PoW-Timestamp: %" PRIu64, pow_timestamp);
+	return curl_slist_append(headers, line);
+}
+
+static void perform_request(struct ctl_http *http, const char *method, const char *path,
+                            const char *query, const char *payload, uint64_t pow_nonce,
+                            uint64_t pow_timestamp, struct ctl_response *resp)
 {
 	struct response_buffer rb = {0};
 	struct curl_slist *headers = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
-	char *payload = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
 	/* API key of stemedb-api when it runs with STEMEDB_AUTH_ENABLED=true. */
 	const char *api_key = getenv("STEMEDB_API_KEY");
 	char *url;
 	CURLcode code;
 
 	memset(resp, 0, sizeof(*resp));
+	resp->retry_after = -1;
 	if (asprintf(&url, "%s%s%s%s", http->base_url, path, query != NULL ? "?" : "",
 	             query != NULL ? query : "") < 0)
 		abort();
@@ -192,7 +254,10 @@ void ctl_http_request(struct ctl_http *http, const char *method, const char *pat
 	}
 	if (payload != NULL)
 		headers = curl_slist_append(headers, "Content-Type: application/json");
+	headers = agent_headers(http, headers, pow_nonce, pow_timestamp);
 	set_request_options(http, method, url, payload, headers, &rb, errbuf);
+	curl_easy_setopt(http->curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(http->curl, CURLOPT_HEADERDATA, resp);
 
 	code = curl_easy_perform(http->curl);
 	if (code == CURLE_OK) {
@@ -208,8 +273,73 @@ void ctl_http_request(struct ctl_http *http, const char *method, const char *pat
 
 	curl_slist_free_all(headers);
 	free(rb.data);
-	free(payload);
 	free(url);
+}
+
+static const char *error_code(const struct ctl_response *resp)
+{
+	return json_string_value(json_object_get(json_object_get(resp->body, "error"), "code"));
+}
+
+/* Computes a proof for the difficulty in a 428 reply. Returns false when the reply
+ * names no usable difficulty or no nonce was found. */
+static bool solve_pow(const struct ctl_http *http, const struct ctl_response *resp, uint64_t *nonce,
+                      uint64_t *timestamp)
+{
+	json_int_t difficulty = json_integer_value(json_object_get(resp->body, "difficulty"));
+	uint64_t start;
+	double started = ctl_now_seconds();
+	bool found;
+
+	if (!http->has_agent || difficulty < 1 || difficulty > POW_DIFFICULTY_MAX)
+		return false;
+	randombytes_buf(&start, sizeof(start));
+	start >>= 1; /* keeps start + attempts below 2^64 */
+	*timestamp = (uint64_t)time(NULL);
+	fprintf(stderr,
+	        "stemedb-ctl: the server asks this agent for a proof of work with %d leading "
+	        "zero bits; computing it\n",
+	        (int)difficulty);
+	found = pow_solve(http->agent, *timestamp, (unsigned)difficulty, start,
+	                  CTL_POW_ATTEMPTS_MAX, nonce);
+	if (found)
+		fprintf(stderr, "stemedb-ctl: found the proof of work in %.2f s; sending again\n",
+		        ctl_now_seconds() - started);
+	return found;
+}
+
+void ctl_http_request(struct ctl_http *http, const char *method, const char *path,
+                      const char *query, const json_t *body, struct ctl_response *resp)
+{
+	char *payload = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	uint64_t pow_nonce = 0, pow_timestamp = 0;
+
+	for (int attempt = 1;; attempt++) {
+		const char *code;
+
+		perform_request(http, method, path, query, payload, pow_nonce, pow_timestamp, resp);
+		if (attempt == CTL_PROTECT_ATTEMPTS)
+			break;
+		code = error_code(resp);
+		if (resp->status == 428 && solve_pow(http, resp, &pow_nonce, &pow_timestamp)) {
+			ctl_response_free(resp);
+			continue;
+		}
+		if (resp->status == 429 && resp->retry_after >= 0 &&
+		    resp->retry_after <= CTL_RETRY_AFTER_MAX_S && code != NULL &&
+		    strcmp(code, "quota_exceeded") != 0) {
+			fprintf(stderr,
+			        "stemedb-ctl: %s %s returned 429 %s; waiting %ld s as Retry-After "
+			        "asks (attempt %d of %d)\n",
+			        method, path, code, resp->retry_after, attempt,
+			        CTL_PROTECT_ATTEMPTS);
+			ctl_response_free(resp);
+			sleep((unsigned)resp->retry_after + 1);
+			continue;
+		}
+		break;
+	}
+	free(payload);
 }
 
 void ctl_response_free(struct ctl_response *resp)

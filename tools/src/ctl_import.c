@@ -581,6 +581,7 @@ static bool prepare_run(struct import_run *run)
 	if (!ctl_key_load(args->key_path, &run->key) ||
 	    !hash_file(args->data_path, run->source_hash))
 		return false;
+	ctl_http_set_agent(run->http, run->key.agent_id);
 
 	jsonl = args->jsonl || run->mapping.jsonl == 1 ||
 	        (run->mapping.jsonl == -1 && (has_extension(args->data_path, ".jsonl") ||

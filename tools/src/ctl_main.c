@@ -27,6 +27,7 @@ static const char usage_text[] =
         "  restore   restore a backup, optionally up to a point in time\n"
         "  ipc       call stemedb-api over api.sock (stats, ready, get, subscribe, ...)\n"
         "  keys      create, list and revoke API keys over api.sock\n"
+        "  breakers  list, ban or reset per-agent circuit breakers over api.sock\n"
         "\n"
         "Options:\n"
         "  --url URL   server base URL (default $STEMEDB_API_URL, else " CTL_DEFAULT_URL ")\n"
@@ -62,7 +63,7 @@ static const struct {
 	int (*run)(int argc, char **argv);
 } local_commands[] = {
         {"backup", ctl_cmd_backup}, {"verify", ctl_cmd_verify}, {"restore", ctl_cmd_restore},
-        {"ipc", ctl_cmd_ipc},       {"keys", ctl_cmd_apikeys},
+        {"ipc", ctl_cmd_ipc},       {"keys", ctl_cmd_apikeys},  {"breakers", ctl_cmd_breakers},
 };
 
 static int run_http_command(http_command_fn run, const char *url, int argc, char **argv)

@@ -200,6 +200,17 @@ enum ipc_result ipc_call_get_archived_watermark(struct ipc_client *c, uint32_t t
                                                 ipc_envelope **reply, char *err, size_t err_size);
 enum ipc_result ipc_call_compact(struct ipc_client *c, uint32_t timeout_ms, ipc_envelope **reply,
                                  char *err, size_t err_size);
+/* Circuit breaker admin calls; the reply is a ListCircuitBreakersResponse or a
+ * CircuitBreakerResponse. */
+enum ipc_result ipc_call_list_circuit_breakers(struct ipc_client *c, uint32_t timeout_ms,
+                                               ipc_envelope **reply, char *err, size_t err_size);
+enum ipc_result ipc_call_ban_circuit_breaker(struct ipc_client *c, const uint8_t agent[32],
+                                             uint64_t duration_seconds, const char *reason,
+                                             uint32_t timeout_ms, ipc_envelope **reply, char *err,
+                                             size_t err_size);
+enum ipc_result ipc_call_reset_circuit_breaker(struct ipc_client *c, const uint8_t agent[32],
+                                               uint32_t timeout_ms, ipc_envelope **reply, char *err,
+                                               size_t err_size);
 enum ipc_result ipc_call_rebuild_indexes(struct ipc_client *c, uint32_t timeout_ms,
                                          ipc_envelope **reply, char *err, size_t err_size);
 
