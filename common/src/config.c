@@ -56,6 +56,8 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_AUDIT_RETENTION_DAYS",
         "STEMEDB_AUDIT_RETENTION_SECONDS",
         "STEMEDB_HTTP2_LISTEN",
+        "STEMEDB_TRUST_AUTHORITY_KEYS",
+        "STEMEDB_ADMIN_SIGNING_KEY_FILE",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };
