@@ -29,13 +29,14 @@
 #define AUDIT_KEY_TIME          't'
 #define AUDIT_KEY_AGENT         'a'
 
+/* A completed record waiting for the writer thread. */
 struct queued_entry {
 	struct queued_entry *next;
 	uint8_t id[AUDIT_ID_LEN];
 	uint64_t time_ms;
 	bool has_agent;
 	uint8_t agent[STEMEDB_AGENT_ID_LEN];
-	char *json; /* the record, serialized */
+	struct buf json; /* the record's JSON text, taken over from the entry */
 };
 
 struct audit_log {
@@ -62,68 +63,132 @@ static uint64_t now_ms(void)
 
 /* ---- entries ---- */
 
-void audit_entry_init(struct audit_entry *e, const char *endpoint)
+/* Room reserved for a record's JSON text at the start, enough for the parameters and
+ * about a dozen contributors, so that a typical record grows its buffer once at most. */
+#define AUDIT_JSON_RESERVE 2048
+
+/* Per-thread source of record ids: ChaCha20 (IETF) under a random key drawn once per
+ * thread, over a counter as the nonce. Ids are as unpredictable as randombytes_buf
+ * output, but cost no getrandom system call per query. */
+static _Thread_local struct {
+	bool seeded;
+	uint64_t counter;
+	uint8_t key[crypto_stream_chacha20_ietf_KEYBYTES];
+} id_source;
+
+static void draw_id(uint8_t id[AUDIT_ID_LEN])
 {
+	uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {0};
+
+	if (!id_source.seeded) {
+		randombytes_buf(id_source.key, sizeof(id_source.key));
+		id_source.seeded = true;
+	}
+	store_u64le(nonce, id_source.counter++);
+	crypto_stream_chacha20_ietf(id, AUDIT_ID_LEN, nonce, id_source.key);
+}
+
+static void write_hex_or_null(struct json_writer *w, bool present, const uint8_t *bytes, size_t len)
+{
+	if (present)
+		json_writer_hex(w, bytes, len);
+	else
+		json_writer_null(w);
+}
+
+static void require_stage(const struct audit_entry *e, enum audit_entry_stage stage,
+                          const char *function)
+{
+	if (e->stage != stage) {
+		log_error("%s called at audit entry stage %d, expected %d", function, (int)e->stage,
+		          (int)stage);
+		abort();
+	}
+}
+
+void audit_entry_init(struct audit_entry *e, const char *endpoint,
+                      const uint8_t agent[STEMEDB_AGENT_ID_LEN])
+{
+	struct json_writer *w = &e->writer;
+
 	memset(e, 0, sizeof(*e));
-	randombytes_buf(e->id, sizeof(e->id));
+	draw_id(e->id);
 	hex_encode(e->id, sizeof(e->id), e->id_hex);
 	e->time_ms = now_ms();
-	e->endpoint = endpoint;
-	e->parameters = json_object();
-	e->contributors = json_array();
+	e->has_agent = agent != NULL;
+	if (agent != NULL)
+		memcpy(e->agent, agent, STEMEDB_AGENT_ID_LEN);
+
+	buf_init(&e->json);
+	buf_reserve(&e->json, AUDIT_JSON_RESERVE);
+	json_writer_init(w, &e->json);
+	json_writer_object_begin(w);
+	json_writer_key(w, "query_id");
+	json_writer_string(w, e->id_hex, AUDIT_ID_HEX_LEN);
+	json_writer_key(w, "time_ms");
+	json_writer_uint(w, e->time_ms);
+	json_writer_key(w, "endpoint");
+	json_writer_cstring(w, endpoint);
+	json_writer_key(w, "agent_id");
+	write_hex_or_null(w, e->has_agent, e->agent, STEMEDB_AGENT_ID_LEN);
+	json_writer_key(w, "parameters");
+	json_writer_object_begin(w);
+	e->stage = AUDIT_ENTRY_PARAMETERS;
+}
+
+void audit_entry_add_parameter(struct audit_entry *e, const char *name, const char *value,
+                               size_t value_len)
+{
+	require_stage(e, AUDIT_ENTRY_PARAMETERS, __func__);
+	json_writer_key(&e->writer, name);
+	json_writer_string(&e->writer, value, value_len);
+}
+
+void audit_entry_set_winner(struct audit_entry *e, const uint8_t winner[STEMEDB_HASH_LEN])
+{
+	struct json_writer *w = &e->writer;
+
+	require_stage(e, AUDIT_ENTRY_PARAMETERS, __func__);
+	json_writer_object_end(w);
+	json_writer_key(w, "winner");
+	write_hex_or_null(w, winner != NULL, winner, STEMEDB_HASH_LEN);
+	json_writer_key(w, "contributors");
+	json_writer_array_begin(w);
+	e->stage = AUDIT_ENTRY_CONTRIBUTORS;
 }
 
 void audit_entry_add(struct audit_entry *e, const uint8_t hash[STEMEDB_HASH_LEN], double weight)
 {
-	char hex[2 * STEMEDB_HASH_LEN + 1];
+	struct json_writer *w = &e->writer;
 
+	require_stage(e, AUDIT_ENTRY_CONTRIBUTORS, __func__);
 	e->contributor_count++;
-	if (json_array_size(e->contributors) >= AUDIT_CONTRIBUTORS_MAX)
+	if (e->contributor_count > AUDIT_CONTRIBUTORS_MAX)
 		return;
-	hex_encode(hash, STEMEDB_HASH_LEN, hex);
-	json_array_append_new(e->contributors, json_pack("{s:s, s:f}", "hash", hex, "weight",
-	                                                 isfinite(weight) ? weight : 0.0));
+	json_writer_object_begin(w);
+	json_writer_key(w, "hash");
+	json_writer_hex(w, hash, STEMEDB_HASH_LEN);
+	json_writer_key(w, "weight");
+	json_writer_double(w, isfinite(weight) ? weight : 0.0);
+	json_writer_object_end(w);
 }
 
 void audit_entry_free(struct audit_entry *e)
 {
-	json_decref(e->parameters);
-	json_decref(e->contributors);
-	e->parameters = NULL;
-	e->contributors = NULL;
+	buf_free(&e->json);
+	e->stage = AUDIT_ENTRY_EMPTY;
 }
 
-static json_t *hex_or_null(bool present, const uint8_t *bytes, size_t len)
+/* Ends the contributors and the record. */
+static void finish_entry(struct audit_entry *e)
 {
-	char hex[2 * STEMEDB_HASH_LEN + 1];
+	struct json_writer *w = &e->writer;
 
-	if (!present)
-		return json_null();
-	hex_encode(bytes, len, hex);
-	return json_string(hex);
-}
-
-static char *entry_json(const struct audit_entry *e)
-{
-	json_t *record = json_object();
-	char *text;
-
-	json_object_set_new(record, "query_id", json_string(e->id_hex));
-	json_object_set_new(record, "time_ms", json_integer((json_int_t)e->time_ms));
-	json_object_set_new(record, "endpoint", json_string(e->endpoint));
-	json_object_set_new(record, "agent_id",
-	                    hex_or_null(e->has_agent, e->agent, STEMEDB_AGENT_ID_LEN));
-	json_object_set(record, "parameters", e->parameters);
-	json_object_set_new(record, "winner",
-	                    hex_or_null(e->has_winner, e->winner, STEMEDB_HASH_LEN));
-	json_object_set_new(record, "contributor_count",
-	                    json_integer((json_int_t)e->contributor_count));
-	json_object_set(record, "contributors", e->contributors);
-	text = json_dumps(record, JSON_COMPACT);
-	json_decref(record);
-	if (text == NULL)
-		abort();
-	return text;
+	require_stage(e, AUDIT_ENTRY_CONTRIBUTORS, __func__);
+	json_writer_array_end(w);
+	json_writer_key(w, "contributor_count");
+	json_writer_uint(w, e->contributor_count);
+	json_writer_object_end(w);
 }
 
 void audit_log_submit(struct audit_log *log, struct audit_entry *e)
@@ -132,14 +197,17 @@ void audit_log_submit(struct audit_log *log, struct audit_entry *e)
 
 	if (log == NULL)
 		goto done;
-	q = calloc(1, sizeof(*q));
+	finish_entry(e);
+	q = malloc(sizeof(*q));
 	if (q == NULL)
 		abort();
+	q->next = NULL;
 	memcpy(q->id, e->id, AUDIT_ID_LEN);
 	q->time_ms = e->time_ms;
 	q->has_agent = e->has_agent;
 	memcpy(q->agent, e->agent, STEMEDB_AGENT_ID_LEN);
-	q->json = entry_json(e);
+	q->json = e->json;
+	buf_init(&e->json);
 
 	pthread_mutex_lock(&log->lock);
 	if (log->queued >= AUDIT_QUEUE_MAX || log->stopping) {
@@ -147,7 +215,7 @@ void audit_log_submit(struct audit_log *log, struct audit_entry *e)
 		 * the count once per batch. */
 		log->dropped++;
 		pthread_mutex_unlock(&log->lock);
-		free(q->json);
+		buf_free(&q->json);
 		free(q);
 		goto done;
 	}
@@ -197,44 +265,44 @@ static uint64_t load_be64(const uint8_t *p)
 
 /* ---- writer thread ---- */
 
-static void batch_put_entry(struct store_batch *batch, const struct queued_entry *q)
+/* Adds the three keys of one record to batch; key is scratch space. */
+static void batch_put_entry(struct store_batch *batch, const struct queued_entry *q,
+                            struct buf *key)
 {
-	struct buf key;
-
-	buf_init(&key);
-	record_key(&key, q->id);
-	store_batch_put_audit(batch, key.data, key.len, q->json, strlen(q->json));
-	buf_reset(&key);
-	time_key(&key, q->time_ms, q->id);
-	store_batch_put_audit(batch, key.data, key.len, q->agent,
+	buf_reset(key);
+	record_key(key, q->id);
+	store_batch_put_audit(batch, key->data, key->len, q->json.data, q->json.len);
+	buf_reset(key);
+	time_key(key, q->time_ms, q->id);
+	store_batch_put_audit(batch, key->data, key->len, q->agent,
 	                      q->has_agent ? STEMEDB_AGENT_ID_LEN : 0);
 	if (q->has_agent) {
-		buf_reset(&key);
-		agent_key(&key, q->agent, q->time_ms, q->id);
-		store_batch_put_audit(batch, key.data, key.len, NULL, 0);
+		buf_reset(key);
+		agent_key(key, q->agent, q->time_ms, q->id);
+		store_batch_put_audit(batch, key->data, key->len, NULL, 0);
 	}
-	buf_free(&key);
 }
 
-/* Stores a detached queue; the records are freed whether or not the write succeeds. */
-static void write_entries(struct audit_log *log, struct queued_entry *head, uint64_t dropped)
+/* Stores a detached queue in one RocksDB write; the records are freed whether or not
+ * the write succeeds. batch and key are the writer thread's, reused for every flush. */
+static void write_entries(struct audit_log *log, struct store_batch *batch, struct buf *key,
+                          struct queued_entry *head, uint64_t dropped)
 {
-	struct store_batch *batch = store_batch_new();
 	size_t count = 0;
 
+	store_batch_clear(batch);
 	for (struct queued_entry *q = head; q != NULL; q = q->next, count++)
-		batch_put_entry(batch, q);
+		batch_put_entry(batch, q, key);
 	if (count > 0 && store_audit_write(log->store, batch) != STORE_OK)
 		log_error("storing %zu audit records failed; they are lost", count);
 	if (dropped > 0)
 		log_warn("dropped %llu audit records because the queue of %d was full",
 		         (unsigned long long)dropped, AUDIT_QUEUE_MAX);
-	store_batch_free(batch);
 
 	while (head != NULL) {
 		struct queued_entry *next = head->next;
 
-		free(head->json);
+		buf_free(&head->json);
 		free(head);
 		head = next;
 	}
@@ -256,8 +324,12 @@ static void wait_interval(struct audit_log *log)
 static void *audit_main(void *arg)
 {
 	struct audit_log *log = arg;
+	struct store_batch *batch = store_batch_new();
 	uint64_t next_expiry = 0;
 	bool stopping = false;
+	struct buf key;
+
+	buf_init(&key);
 
 	while (!stopping) {
 		struct queued_entry *head;
@@ -274,7 +346,7 @@ static void *audit_main(void *arg)
 		log->dropped = 0;
 		pthread_mutex_unlock(&log->lock);
 
-		write_entries(log, head, dropped);
+		write_entries(log, batch, &key, head, dropped);
 		if (now_ms() >= next_expiry) {
 			size_t expired = audit_log_expire(log, now_ms());
 
@@ -284,6 +356,8 @@ static void *audit_main(void *arg)
 			next_expiry = now_ms() + log->expire_interval_ms;
 		}
 	}
+	store_batch_free(batch);
+	buf_free(&key);
 	return NULL;
 }
 
