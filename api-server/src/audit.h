@@ -3,7 +3,7 @@
 
 /* Query audit: every /v1/query, /v1/skeptic and /v1/layered call leaves a record of its
  * parameters, caller, winner and contributing assertions in the "audit" column family.
- * Handlers build the record's JSON text as they go and only queue it. A writer thread
+ * Handlers encode the record as they go and only queue it. A writer thread
  * stores the queue in batches every 100 ms, so a crash can lose the records of the last
  * interval. The same thread deletes records older than the retention. */
 
@@ -14,7 +14,6 @@
 
 #include "stemedb/assertion.h"
 #include "stemedb/buf.h"
-#include "stemedb/json_writer.h"
 
 struct store;
 struct audit_log;
@@ -41,9 +40,8 @@ enum audit_entry_stage {
 
 /* One audited call. The handler fills it in this order: audit_entry_init,
  * audit_entry_add_parameter per query parameter, audit_entry_set_winner, audit_entry_add
- * per contributing assertion, audit_log_submit. Each step appends to the record's JSON
- * text, so the entry must stay at one address while it is filled (the writer points
- * into it). Calls out of this order are bugs and abort the process. */
+ * per contributing assertion, audit_log_submit. Each step appends to the encoded record
+ * (binary, see audit.c), and calls out of this order are bugs that abort the process. */
 struct audit_entry {
 	char id_hex[AUDIT_ID_HEX_LEN + 1]; /* set by audit_entry_init */
 	uint8_t id[AUDIT_ID_LEN];
@@ -52,8 +50,11 @@ struct audit_entry {
 	uint8_t agent[STEMEDB_AGENT_ID_LEN];
 	size_t contributor_count; /* every contributor, also those past the stored 100 */
 	enum audit_entry_stage stage;
-	struct buf json; /* the record's JSON text so far, owned */
-	struct json_writer writer;
+	size_t parameter_count;
+	size_t flags_at; /* offsets into record of fields filled in later */
+	size_t parameter_count_at;
+	size_t counts_at;
+	struct buf record; /* the encoded record so far, owned */
 };
 
 /* Draws an id, stamps the time and starts the record with the endpoint and the agent
