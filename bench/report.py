@@ -624,7 +624,10 @@ def kept_sections(output):
         start = old.index(heading)
         end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")),
                    len(old))
-        lines += [""] + old[start:end]
+        section = old[start:end]
+        while section and section[-1] == "":
+            section.pop()
+        lines += [""] + section
     return lines
 
 

@@ -6,7 +6,7 @@
  *
  * The time index value names the agent so that expiry can delete the agent key
  * without reading the record. A record is written in binary (docs/storage.md gives the
- * layout), which is about half the size of its JSON form and costs no text formatting
+ * layout), which is less than half the size of its JSON form and costs no text formatting
  * per query. The audit endpoints turn it into JSON when it is read. Stores written
  * before the binary format hold JSON text, which starts with '{' and is read as is. */
 
