@@ -71,6 +71,11 @@ struct ipc_api {
 	_Atomic uint64_t rebuild_done, rebuild_total, rebuild_started_ms, rebuild_finished_ms;
 	pthread_mutex_t rebuild_lock; /* guards rebuild_error */
 	char rebuild_error[256];
+
+	/* Held by a trust outcome request for as long as it uses the commit pipeline, so
+	 * that ipc_api_close_writes returns only when no request can reach the pipeline. */
+	pthread_mutex_t write_lock;
+	bool writes_closed; /* guarded by write_lock */
 };
 
 /* Sealed and active WAL segments, from the names and sizes in the WAL directory. */
@@ -734,7 +739,7 @@ static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
 	ipc_envelope reply = STEMEDB__IPC__V1__ENVELOPE__INIT;
 	Stemedb__Ipc__V1__RecordTrustOutcomeResponse res =
 	        STEMEDB__IPC__V1__RECORD_TRUST_OUTCOME_RESPONSE__INIT;
-	struct commit_pipeline *pipeline = atomic_load(&api->state->pipeline);
+	struct commit_pipeline *pipeline;
 	struct outcome_commit c = {.finished = false};
 	struct trust_summary summary;
 	char id_hex[2 * STEMEDB_HASH_LEN + 1];
@@ -744,12 +749,18 @@ static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
 	if (!build_outcome_record(api, conn, request, &r, c.request.hash))
 		goto done;
 	hex_encode(c.request.hash, STEMEDB_HASH_LEN, id_hex);
+	pthread_mutex_lock(&api->write_lock);
+	pipeline = api->writes_closed ? NULL : atomic_load(&api->state->pipeline);
 	if (pipeline == NULL || !commit_healthy(pipeline)) {
+		const char *state = api->writes_closed ? "shutting down"
+		                    : pipeline == NULL ? "replaying its WAL"
+		                                       : "unhealthy after a WAL failure";
+
+		pthread_mutex_unlock(&api->write_lock);
+		log_warn("rejected trust outcome %s because stemedb-api is %s", id_hex, state);
 		ipc_conn_reply_error(conn, request->request_id, ERR(UNAVAILABLE),
 		                     "stemedb-api is %s; retry when GET /v1/ready returns 200",
-		                     pipeline == NULL ? "replaying its WAL"
-		                                      : "unhealthy after a WAL "
-		                                        "failure");
+		                     state);
 		goto done;
 	}
 
@@ -763,6 +774,7 @@ static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
 	while (!c.finished)
 		pthread_cond_wait(&c.done, &c.lock);
 	pthread_mutex_unlock(&c.lock);
+	pthread_mutex_unlock(&api->write_lock);
 	pthread_cond_destroy(&c.done);
 	pthread_mutex_destroy(&c.lock);
 
@@ -792,6 +804,13 @@ static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
 
 done:
 	record_free(&r);
+}
+
+void ipc_api_close_writes(struct ipc_api *api)
+{
+	pthread_mutex_lock(&api->write_lock);
+	api->writes_closed = true;
+	pthread_mutex_unlock(&api->write_lock);
 }
 
 /* ---- dispatch and lifecycle ---- */
@@ -929,6 +948,7 @@ static void free_api(struct ipc_api *api)
 	if (api->base != NULL)
 		event_base_free(api->base);
 	pthread_mutex_destroy(&api->rebuild_lock);
+	pthread_mutex_destroy(&api->write_lock);
 	free(api);
 }
 
@@ -944,6 +964,7 @@ struct ipc_api *ipc_api_start(struct api_state *state, const char *socket_path, 
 	api->checkpoint.api = api;
 	api->compaction.api = api;
 	pthread_mutex_init(&api->rebuild_lock, NULL);
+	pthread_mutex_init(&api->write_lock, NULL);
 	if (store_get_archived_watermark(state->store, &watermark) != STORE_OK) {
 		snprintf(err, err_size, "reading the archived WAL watermark failed; see the log");
 		free_api(api);
