@@ -12,6 +12,8 @@ import time
 import nacl.signing
 import pytest
 
+from archiving import Archiver, active_base, archive_node, archived_chain, ctl, wait_for, \
+    write_batches
 from claims import BASE_TIME, agent_id, boolean, expected_hash, signed
 from node import Node, build_dir
 from test_gateway import Gateway
@@ -202,6 +204,47 @@ def test_trust_outcome_replays_from_wal(tmp_path):
         assert body["trust_outcomes"]["inaccurate"] == 1, body
     finally:
         assert node.stop() == 0, node.log()
+
+
+def test_trust_outcome_point_in_time_restore(tmp_path):
+    node = archive_node(tmp_path / "node", **authority_env()).start()
+    key_file = write_key_file(tmp_path, OPERATOR_SEED)
+    gw = Gateway(node, env={"STEMEDB_ADMIN_SIGNING_KEY_FILE": key_file}).start()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    archiver = Archiver(node.data_dir, archive_dir=archive).start()
+    agent = agent_id(63)
+    try:
+        backup = tmp_path / "backup"
+        result = ctl("backup", "--dest", str(backup), "--data-dir", node.data_dir,
+                     "--socket", os.path.join(node.data_dir, "run", "api.sock"))
+        assert result.returncode == 0, result.stderr
+        record(gw, agent, "accurate", timestamp=int(time.time()) - 10)
+        time.sleep(1.1)
+        until = time.time()
+        time.sleep(1.1)
+        record(gw, agent, "inaccurate", timestamp=int(time.time()))
+        # Fill more than two segments, so the one holding the outcomes is sealed.
+        write_batches(node, 0, 30, threads=4, tag="trust-pitr")
+        sealed_end = active_base(node)
+        wait_for(lambda: archived_chain(archive) >= sealed_end, 60, "sealed segments archived")
+    finally:
+        archiver.stop()
+        gw.stop()
+        node.kill()
+
+    data = tmp_path / "pitr"
+    result = ctl("restore", "--backup", str(backup), "--data-dir", str(data),
+                 "--wal-archive", str(archive), "--until", f"{until:.3f}")
+    assert result.returncode == 0, f"restore exit {result.returncode}:\n{result.stdout}{result.stderr}"
+
+    restored = Node(data).start()
+    try:
+        body = restored.get(f"/v1/agents/{agent}").json()
+        assert body["trust_outcomes"]["accurate"] == 1, body
+        assert body["trust_outcomes"]["inaccurate"] == 0, body
+    finally:
+        assert restored.stop() == 0, restored.log()
 
 
 def test_trust_outcome_without_signing_key(trust_node):
