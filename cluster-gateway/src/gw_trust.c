@@ -167,6 +167,7 @@ void gw_handle_admin_trust_outcome(struct gw_request *r)
 	struct trust_job *t;
 
 	if (!r->gw->config->has_admin_signing_key) {
+		log_warn("rejected a trust outcome: STEMEDB_ADMIN_SIGNING_KEY_FILE is not set");
 		gw_reply_error(
 		        r, 503, "signing_key_missing", NULL,
 		        "the gateway has no key to sign trust outcomes; set "
