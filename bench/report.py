@@ -606,6 +606,31 @@ METHOD = """\
 """
 
 
+# Sections that other scripts write into the page (bench/audit_cost.sh results); render
+# carries each over from the existing page unchanged.
+KEPT_SECTIONS = ["## Query audit cost"]
+
+
+def kept_sections(output):
+    """Return the lines of every KEPT_SECTIONS heading found in the current page."""
+    try:
+        old = Path(output).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    lines = []
+    for heading in KEPT_SECTIONS:
+        if heading not in old:
+            continue
+        start = old.index(heading)
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")),
+                   len(old))
+        section = old[start:end]
+        while section and section[-1] == "":
+            section.pop()
+        lines += [""] + section
+    return lines
+
+
 def render(work, output):
     results = load_results(work)
     meta = load_meta(work)
@@ -628,6 +653,7 @@ def render(work, output):
     lines += ["", "## Goals", ""] + goals_table(fig) + goals_notes(work, fig)
     lines += ["", "## Physical limits of this machine", ""] + limits_section(fig, meta)
     lines += ["", "## Where the time goes", ""] + profile_section(work)
+    lines += kept_sections(output)
     lines += ["", METHOD]
     Path(output).write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
 

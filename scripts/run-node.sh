@@ -19,6 +19,19 @@ if [ -z "${STEMEDB_WAL_ARCHIVE_DIR:-}" ] && [ -z "${STEMEDB_WAL_ARCHIVE_COMMAND:
   export STEMEDB_WAL_ARCHIVE_DIR="$STEMEDB_DATA_DIR/archive"
 fi
 export STEMEDB_WAL_ARCHIVE=${STEMEDB_WAL_ARCHIVE:-true}
+# Trust outcomes are records signed by an operator key that the gateway holds and
+# stemedb-api trusts. Create one beside the data on first run, unless both sides are
+# configured already.
+if [ -z "${STEMEDB_ADMIN_SIGNING_KEY_FILE:-}" ] && [ -z "${STEMEDB_TRUST_AUTHORITY_KEYS:-}" ]; then
+  operator_key="$STEMEDB_DATA_DIR/operator.key"
+  mkdir -p "$STEMEDB_DATA_DIR"
+  if [ ! -f "$operator_key" ]; then
+    "$bin_dir/stemedb-ctl" keygen --out "$operator_key" >/dev/null || exit 1
+  fi
+  export STEMEDB_ADMIN_SIGNING_KEY_FILE="$operator_key"
+  STEMEDB_TRUST_AUTHORITY_KEYS=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["agent_id"])' "$operator_key") || exit 1
+  export STEMEDB_TRUST_AUTHORITY_KEYS
+fi
 api_listen=${STEMEDB_API_LISTEN:-127.0.0.1:18180}
 ready_timeout=${RUN_READY_TIMEOUT:-120}
 stop_timeout=${RUN_STOP_TIMEOUT:-30}

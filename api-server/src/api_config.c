@@ -7,6 +7,7 @@
 
 #include "stemedb/config.h"
 #include "stemedb/daemon.h"
+#include "stemedb/hex.h"
 
 #define KIB 1024.0
 #define MIB (1024.0 * 1024.0)
@@ -300,10 +301,74 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
 	n += api_config_protection_options(cfg, o + n);
 	n += protect_config_options(&cfg->protect, o + n);
+	o[n++] = (struct config_option){"STEMEDB_TRUST_AUTHORITY_KEYS",
+	                                "trust-authority-keys",
+	                                CONFIG_STRING,
+	                                &cfg->trust_authority_keys_text,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "comma-separated hex public keys allowed to sign trust "
+	                                "outcomes (default: none, so outcomes are rejected)"};
 	return n;
 }
 
 #define API_CONFIG_OPTION_MAX (40 + PROTECT_CONFIG_OPTIONS)
+
+/* Parses the comma-separated list of 64-hex-character public keys. Spaces around each
+ * key are ignored; an empty list is valid. */
+static bool parse_trust_authority_keys(struct api_config *cfg, char *err, size_t err_size)
+{
+	const char *p = cfg->trust_authority_keys_text;
+	size_t cap = 0;
+
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		const char *start = p;
+		size_t key_len = len;
+
+		while (key_len > 0 && *start == ' ') {
+			start++;
+			key_len--;
+		}
+		while (key_len > 0 && start[key_len - 1] == ' ')
+			key_len--;
+		if (cfg->trust_authority_key_count == cap) {
+			cap = cap == 0 ? 4 : cap * 2;
+			cfg->trust_authority_keys =
+			        realloc(cfg->trust_authority_keys,
+			                cap * sizeof(*cfg->trust_authority_keys));
+			if (cfg->trust_authority_keys == NULL)
+				abort();
+		}
+		if (!hex_decode(start, key_len,
+		                cfg->trust_authority_keys[cfg->trust_authority_key_count], 32)) {
+			snprintf(err, err_size,
+			         "STEMEDB_TRUST_AUTHORITY_KEYS entry %zu (\"%.*s\") is not a "
+			         "public key; "
+			         "give 64 hex characters per key, separated by commas",
+			         cfg->trust_authority_key_count + 1,
+			         (int)(key_len > 80 ? 80 : key_len), start);
+			return false;
+		}
+		cfg->trust_authority_key_count++;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return true;
+}
+
+bool api_config_is_trust_authority(const struct api_config *cfg, const uint8_t agent[32])
+{
+	for (size_t i = 0; i < cfg->trust_authority_key_count; i++) {
+		if (memcmp(cfg->trust_authority_keys[i], agent, 32) == 0)
+			return true;
+	}
+	return false;
+}
 
 /* Derives the values that depend on others: enums from their names, the WAL directory
  * from the data directory, the thread count from the CPU count. */
@@ -349,7 +414,7 @@ static bool api_config_resolve(struct api_config *cfg, char *err, size_t err_siz
 		if (cfg->http_threads > 256)
 			cfg->http_threads = 256;
 	}
-	return true;
+	return parse_trust_authority_keys(cfg, err, err_size);
 }
 
 bool api_config_load(struct api_config *cfg, int argc, char **argv, bool *help_requested, char *err,
@@ -377,5 +442,6 @@ void api_config_free(struct api_config *cfg)
 	size_t count = api_config_options(cfg, options);
 
 	config_free(options, count);
+	free(cfg->trust_authority_keys);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -48,7 +48,15 @@ struct api_config {
 	double rate_limit_other_burst;
 	uint64_t rate_limit_max_clients;
 	struct protect_config protect; /* circuit breaker, admission, quota */
+	/* Ed25519 public keys whose trust outcome records this node accepts, from
+	 * STEMEDB_TRUST_AUTHORITY_KEYS (comma-separated hex). Empty: no outcome is accepted. */
+	char *trust_authority_keys_text;
+	uint8_t (*trust_authority_keys)[32];
+	size_t trust_authority_key_count;
 };
+
+/* True when agent is one of the configured trust authority keys. */
+bool api_config_is_trust_authority(const struct api_config *cfg, const uint8_t agent[32]);
 
 /* Loads the configuration from argv and the environment. On an invalid value returns
  * false with a message naming the variable, the value and the accepted range in err.

@@ -3,9 +3,9 @@
 
 /* Query audit: every /v1/query, /v1/skeptic and /v1/layered call leaves a record of its
  * parameters, caller, winner and contributing assertions in the "audit" column family.
- * Handlers only queue a record. A writer thread stores the queue in batches every
- * 100 ms, so a crash can lose the records of the last interval. The same thread deletes
- * records older than the retention. */
+ * Handlers encode the record as they go and only queue it. A writer thread
+ * stores the queue in batches every 100 ms, so a crash can lose the records of the last
+ * interval. The same thread deletes records older than the retention. */
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "stemedb/assertion.h"
+#include "stemedb/buf.h"
 
 struct store;
 struct audit_log;
@@ -31,27 +32,44 @@ struct audit_log *audit_log_start(struct store *store, uint64_t retention_second
 void audit_log_stop(struct audit_log *log);
 bool audit_log_enabled(const struct audit_log *log);
 
-/* One audited call, filled by the handler. */
+enum audit_entry_stage {
+	AUDIT_ENTRY_EMPTY = 0,
+	AUDIT_ENTRY_PARAMETERS,   /* after audit_entry_init */
+	AUDIT_ENTRY_CONTRIBUTORS, /* after audit_entry_set_winner */
+};
+
+/* One audited call. The handler fills it in this order: audit_entry_init,
+ * audit_entry_add_parameter per query parameter, audit_entry_set_winner, audit_entry_add
+ * per contributing assertion, audit_log_submit. Each step appends to the encoded record
+ * (binary, see audit.c), and calls out of this order are bugs that abort the process. */
 struct audit_entry {
 	char id_hex[AUDIT_ID_HEX_LEN + 1]; /* set by audit_entry_init */
 	uint8_t id[AUDIT_ID_LEN];
 	uint64_t time_ms; /* Unix milliseconds */
-	const char *endpoint;
 	bool has_agent;
 	uint8_t agent[STEMEDB_AGENT_ID_LEN];
-	json_t *parameters; /* object of query parameters, owned */
-	bool has_winner;
-	uint8_t winner[STEMEDB_HASH_LEN];
-	json_t *contributors; /* array of {"hash", "weight"}, owned */
-	size_t contributor_count;
+	size_t contributor_count; /* every contributor, also those past the stored 100 */
+	enum audit_entry_stage stage;
+	size_t parameter_count;
+	size_t flags_at; /* offsets into record of fields filled in later */
+	size_t parameter_count_at;
+	size_t counts_at;
+	struct buf record; /* the encoded record so far, owned */
 };
 
-/* Draws a random id and stamps the time. */
-void audit_entry_init(struct audit_entry *e, const char *endpoint);
+/* Draws an id, stamps the time and starts the record with the endpoint and the agent
+ * (NULL for an anonymous call). */
+void audit_entry_init(struct audit_entry *e, const char *endpoint,
+                      const uint8_t agent[STEMEDB_AGENT_ID_LEN]);
+/* Adds one query parameter; value is UTF-8 of value_len bytes. */
+void audit_entry_add_parameter(struct audit_entry *e, const char *name, const char *value,
+                               size_t value_len);
+/* Ends the parameters and records the winner (NULL when there is none). */
+void audit_entry_set_winner(struct audit_entry *e, const uint8_t winner[STEMEDB_HASH_LEN]);
 /* Adds one contributing assertion; past AUDIT_CONTRIBUTORS_MAX only the count grows. */
 void audit_entry_add(struct audit_entry *e, const uint8_t hash[STEMEDB_HASH_LEN], double weight);
-/* Queues the entry (taking over its JSON) or, when the queue is full or auditing is
- * off, drops it. The entry is empty afterwards. */
+/* Completes the record and queues it or, when the queue is full or auditing is off,
+ * drops it. The entry is empty afterwards. */
 void audit_log_submit(struct audit_log *log, struct audit_entry *e);
 void audit_entry_free(struct audit_entry *e);
 

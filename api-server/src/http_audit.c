@@ -34,14 +34,10 @@ bool http_audit_begin(struct http_call *call, const struct http_query *q, const 
 	if (!audit_log_enabled(call->state->audit))
 		return true;
 
-	audit_entry_init(e, endpoint);
-	if (agent != NULL) {
-		e->has_agent = true;
-		memcpy(e->agent, agent_id, sizeof(agent_id));
-	}
+	audit_entry_init(e, endpoint, agent != NULL ? agent_id : NULL);
 	for (size_t i = 0; i < q->count; i++)
-		json_object_set_new(e->parameters, q->params[i].name,
-		                    json_stringn(q->params[i].value, q->params[i].value_len));
+		audit_entry_add_parameter(e, q->params[i].name, q->params[i].value,
+		                          q->params[i].value_len);
 	memcpy(query_id, e->id_hex, AUDIT_ID_HEX_LEN + 1);
 	return true;
 }
@@ -51,10 +47,7 @@ void http_audit_submit_lens(struct http_call *call, struct audit_entry *e,
 {
 	if (!audit_log_enabled(call->state->audit))
 		return;
-	if (result->has_winner) {
-		e->has_winner = true;
-		memcpy(e->winner, list->items[result->winner].hash, STEMEDB_HASH_LEN);
-	}
+	audit_entry_set_winner(e, result->has_winner ? list->items[result->winner].hash : NULL);
 	for (size_t i = 0; i < list->count; i++)
 		audit_entry_add(e, list->items[i].hash,
 		                i < result->score_count ? result->scores[i] : 0.0);
@@ -67,10 +60,7 @@ void http_audit_submit_claims(struct http_call *call, struct audit_entry *e,
 {
 	if (!audit_log_enabled(call->state->audit))
 		return;
-	if (leading != NULL) {
-		e->has_winner = true;
-		memcpy(e->winner, leading->hash, STEMEDB_HASH_LEN);
-	}
+	audit_entry_set_winner(e, leading != NULL ? leading->hash : NULL);
 	for (size_t i = 0; i < list->count; i++) {
 		const struct candidate *c = &list->items[i];
 

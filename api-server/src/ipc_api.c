@@ -21,6 +21,7 @@
 
 #include "ipc_keys.h"
 #include "stemedb/daemon.h"
+#include "stemedb/hex.h"
 #include "stemedb/ipc.h"
 #include "stemedb/log.h"
 #include "stemedb/metrics.h"
@@ -72,6 +73,11 @@ struct ipc_api {
 	_Atomic uint64_t rebuild_done, rebuild_total, rebuild_started_ms, rebuild_finished_ms;
 	pthread_mutex_t rebuild_lock; /* guards rebuild_error */
 	char rebuild_error[256];
+
+	/* Held by a trust outcome request for as long as it uses the commit pipeline, so
+	 * that ipc_api_close_writes returns only when no request can reach the pipeline. */
+	pthread_mutex_t write_lock;
+	bool writes_closed; /* guarded by write_lock */
 };
 
 /* Sealed and active WAL segments, from the names and sizes in the WAL directory. */
@@ -643,47 +649,170 @@ static void start_rebuild(struct ipc_api *api, struct ipc_conn *conn, uint64_t r
 	free(progress.error);
 }
 
-/* Stores an admin's trust outcome. The write syncs RocksDB's WAL before the reply, so
- * an acknowledged outcome survives a crash. */
-static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
-                                 const ipc_envelope *request)
+/* A trust outcome record on its way through the commit pipeline. The IPC loop waits on
+ * done until the writer thread completes the request. */
+struct outcome_commit {
+	struct commit_request request;
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	bool finished;
+};
+
+static void on_outcome_committed(struct commit_request *request)
+{
+	struct outcome_commit *c = request->owner;
+
+	pthread_mutex_lock(&c->lock);
+	c->finished = true;
+	pthread_cond_signal(&c->done);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Builds the record from the request and checks its fields, signer and signature.
+ * Replies with an error and returns false when one is invalid. */
+static bool build_outcome_record(struct ipc_api *api, struct ipc_conn *conn,
+                                 const ipc_envelope *request, struct record *r,
+                                 uint8_t id[STEMEDB_HASH_LEN])
 {
 	const Stemedb__Ipc__V1__RecordTrustOutcomeRequest *req =
 	        request->record_trust_outcome_request;
+	struct trust_outcome_record *t = &r->u.trust_outcome;
+	size_t note_len = req->note != NULL ? strlen(req->note) : 0;
+	const char *field = NULL;
+	char message[256];
+	size_t bad_index;
+
+	if (req->agent_id.len != STEMEDB_AGENT_ID_LEN || req->signer.len != STEMEDB_AGENT_ID_LEN ||
+	    req->signature.len != STEMEDB_SIGNATURE_LEN) {
+		ipc_conn_reply_error(
+		        conn, request->request_id, ERR(INVALID_ARGUMENT),
+		        "agent_id is %zu bytes, signer %zu and signature %zu; send a "
+		        "32-byte agent id, a 32-byte signer key and a 64-byte signature "
+		        "(the gateway needs STEMEDB_ADMIN_SIGNING_KEY_FILE)",
+		        req->agent_id.len, req->signer.len, req->signature.len);
+		return false;
+	}
+	memcpy(t->agent_id, req->agent_id.data, STEMEDB_AGENT_ID_LEN);
+	t->accurate = req->accurate;
+	t->timestamp = req->timestamp;
+	record_set_string(&t->note, &t->note_len, note_len > 0 ? req->note : "", note_len);
+	if (!record_validate(r, &field, message, sizeof(message))) {
+		ipc_conn_reply_error(conn, request->request_id, ERR(INVALID_ARGUMENT), "%s",
+		                     message);
+		return false;
+	}
+
+	if (!api_config_is_trust_authority(api->state->config, req->signer.data)) {
+		char signer[2 * STEMEDB_AGENT_ID_LEN + 1];
+
+		hex_encode(req->signer.data, STEMEDB_AGENT_ID_LEN, signer);
+		log_warn("rejected a trust outcome signed by %s, which is not in "
+		         "STEMEDB_TRUST_AUTHORITY_KEYS",
+		         signer);
+		ipc_conn_reply_error(
+		        conn, request->request_id, ERR(INVALID_ARGUMENT),
+		        "signer %s is not a trust authority of this node; add its public "
+		        "key to STEMEDB_TRUST_AUTHORITY_KEYS of stemedb-api",
+		        signer);
+		return false;
+	}
+	memcpy(r->signers[0].agent_id, req->signer.data, STEMEDB_AGENT_ID_LEN);
+	memcpy(r->signers[0].signature, req->signature.data, STEMEDB_SIGNATURE_LEN);
+	r->signer_count = 1;
+	if (!record_id(r, id) || record_verify(r, id, &bad_index) != RECORD_VALID) {
+		ipc_conn_reply_error(
+		        conn, request->request_id, ERR(INVALID_ARGUMENT),
+		        "the signature does not verify over \"stemedb-trust-outcome-v1\" "
+		        "and the record id; sign the record exactly as docs/formats.md "
+		        "describes");
+		return false;
+	}
+	return true;
+}
+
+/* Writes an admin's trust outcome record to the WAL through the commit pipeline, like a
+ * vote, and replies once the record is durable (with STEMEDB_DURABILITY=eventual, once
+ * it is written) and applied to the trust view.
+ * NOTE: the IPC loop waits for the commit group, which takes one WAL sync. Outcomes are
+ * rare admin requests, so the watchdog and the event stream pause only that long. */
+static void record_trust_outcome(struct ipc_api *api, struct ipc_conn *conn,
+                                 const ipc_envelope *request)
+{
 	ipc_envelope reply = STEMEDB__IPC__V1__ENVELOPE__INIT;
 	Stemedb__Ipc__V1__RecordTrustOutcomeResponse res =
 	        STEMEDB__IPC__V1__RECORD_TRUST_OUTCOME_RESPONSE__INIT;
-	uint8_t id[TRUST_OUTCOME_ID_LEN];
+	struct commit_pipeline *pipeline;
+	struct outcome_commit c = {.finished = false};
 	struct trust_summary summary;
-	bool created = false;
-	size_t note_len = req->note != NULL ? strlen(req->note) : 0;
+	char id_hex[2 * STEMEDB_HASH_LEN + 1];
+	struct record r;
 
-	if (req->agent_id.len != STEMEDB_AGENT_ID_LEN || note_len > TRUST_NOTE_MAX) {
-		ipc_conn_reply_error(conn, request->request_id, ERR(INVALID_ARGUMENT),
-		                     "agent_id is %zu bytes and note %zu bytes; send a 32-byte "
-		                     "agent id and a note of at most %d bytes",
-		                     req->agent_id.len, note_len, TRUST_NOTE_MAX);
-		return;
+	record_init(&r, STEMEDB_RECORD_TRUST_OUTCOME);
+	if (!build_outcome_record(api, conn, request, &r, c.request.hash))
+		goto done;
+	hex_encode(c.request.hash, STEMEDB_HASH_LEN, id_hex);
+	pthread_mutex_lock(&api->write_lock);
+	pipeline = api->writes_closed ? NULL : atomic_load(&api->state->pipeline);
+	if (pipeline == NULL || !commit_healthy(pipeline)) {
+		const char *state = api->writes_closed ? "shutting down"
+		                    : pipeline == NULL ? "replaying its WAL"
+		                                       : "unhealthy after a WAL failure";
+
+		pthread_mutex_unlock(&api->write_lock);
+		log_warn("rejected trust outcome %s because stemedb-api is %s", id_hex, state);
+		ipc_conn_reply_error(conn, request->request_id, ERR(UNAVAILABLE),
+		                     "stemedb-api is %s; retry when GET /v1/ready returns 200",
+		                     state);
+		goto done;
 	}
-	if (trust_record_outcome(api->state->store, req->agent_id.data, req->accurate, req->note,
-	                         note_len, req->timestamp, id, &created) != STORE_OK ||
-	    trust_of_agent(api->state->store, req->agent_id.data, (uint64_t)time(NULL), &summary) !=
-	            STORE_OK) {
+
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.done, NULL);
+	c.request.record = &r;
+	c.request.on_complete = on_outcome_committed;
+	c.request.owner = &c;
+	commit_submit(pipeline, &c.request);
+	pthread_mutex_lock(&c.lock);
+	while (!c.finished)
+		pthread_cond_wait(&c.done, &c.lock);
+	pthread_mutex_unlock(&c.lock);
+	pthread_mutex_unlock(&api->write_lock);
+	pthread_cond_destroy(&c.done);
+	pthread_mutex_destroy(&c.lock);
+
+	if (c.request.status == COMMIT_FAILED ||
+	    trust_of_agent(api->state->store, r.u.trust_outcome.agent_id, (uint64_t)time(NULL),
+	                   &summary) != STORE_OK) {
+		log_error("trust outcome %s was not stored: %s", id_hex,
+		          c.request.status == COMMIT_FAILED ? "the WAL write failed"
+		                                            : "reading the trust view failed");
 		ipc_conn_reply_error(conn, request->request_id, ERR(INTERNAL),
-		                     "storing the trust outcome failed; see the stemedb-api log");
-		return;
+		                     "storing trust outcome %s failed; see the stemedb-api log and "
+		                     "retry",
+		                     id_hex);
+		goto done;
 	}
-	res.created = created;
-	log_info("recorded a %s trust outcome for an agent (created: %s, trust now %.4f)",
-	         req->accurate ? "accurate" : "inaccurate", res.created ? "yes" : "no",
+	res.created = c.request.status == COMMIT_CREATED;
+	log_info("recorded trust outcome %s (%s, created: %s, trust now %.4f)", id_hex,
+	         r.u.trust_outcome.accurate ? "accurate" : "inaccurate", res.created ? "yes" : "no",
 	         summary.trust);
-	res.outcome_id.data = id;
-	res.outcome_id.len = sizeof(id);
+	res.outcome_id.data = c.request.hash;
+	res.outcome_id.len = STEMEDB_HASH_LEN;
 	res.trust = summary.trust;
 	reply.request_id = request->request_id;
 	reply.body_case = BODY(RECORD_TRUST_OUTCOME_RESPONSE);
 	reply.record_trust_outcome_response = &res;
 	ipc_conn_reply(conn, &reply);
+
+done:
+	record_free(&r);
+}
+
+void ipc_api_close_writes(struct ipc_api *api)
+{
+	pthread_mutex_lock(&api->write_lock);
+	api->writes_closed = true;
+	pthread_mutex_unlock(&api->write_lock);
 }
 
 /* ---- dispatch and lifecycle ---- */
@@ -828,6 +957,7 @@ static void free_api(struct ipc_api *api)
 	if (api->base != NULL)
 		event_base_free(api->base);
 	pthread_mutex_destroy(&api->rebuild_lock);
+	pthread_mutex_destroy(&api->write_lock);
 	free(api);
 }
 
@@ -843,6 +973,7 @@ struct ipc_api *ipc_api_start(struct api_state *state, const char *socket_path, 
 	api->checkpoint.api = api;
 	api->compaction.api = api;
 	pthread_mutex_init(&api->rebuild_lock, NULL);
+	pthread_mutex_init(&api->write_lock, NULL);
 	if (store_get_archived_watermark(state->store, &watermark) != STORE_OK) {
 		snprintf(err, err_size, "reading the archived WAL watermark failed; see the log");
 		free_api(api);

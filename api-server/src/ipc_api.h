@@ -23,6 +23,10 @@ void ipc_api_register_metrics(void);
 struct ipc_api *ipc_api_start(struct api_state *state, const char *socket_path, char *err,
                               size_t err_size);
 
+/* Rejects every later trust outcome request and waits for the one in progress, so that
+ * the commit pipeline can stop. Call before commit_stop. */
+void ipc_api_close_writes(struct ipc_api *api);
+
 /* Stops the thread, waits for running checkpoint, compaction and rebuild jobs, closes
  * every connection and removes the socket file. */
 void ipc_api_stop(struct ipc_api *api);

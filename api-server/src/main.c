@@ -361,6 +361,7 @@ static int run(struct api_config *cfg)
 
 	sigwait(&signals, &sig);
 	log_info("stopping on %s", strsignal(sig));
+	ipc_api_close_writes(ipc);
 	shutdown_node(server, &recovery);
 	ipc_api_stop(ipc);
 	close_store(&state);

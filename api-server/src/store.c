@@ -25,6 +25,7 @@
 
 #include <inttypes.h>
 #include <rocksdb/c.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1463,6 +1464,43 @@ static void batch_put_alias(struct store_batch *b, const char *subject, size_t s
 	buf_free(&key);
 }
 
+void store_trust_outcome_view_key(const struct trust_outcome_record *t, struct buf *key)
+{
+	crypto_generichash_state hash;
+	uint8_t timestamp_be[8];
+	uint8_t outcome = t->accurate ? 1 : 0;
+	uint8_t id[STORE_TRUST_OUTCOME_KEY_ID_LEN];
+
+	store_u64be(timestamp_be, t->timestamp);
+	crypto_generichash_init(&hash, NULL, 0, sizeof(id));
+	crypto_generichash_update(&hash, t->agent_id, STEMEDB_AGENT_ID_LEN);
+	crypto_generichash_update(&hash, timestamp_be, sizeof(timestamp_be));
+	crypto_generichash_update(&hash, &outcome, 1);
+	crypto_generichash_update(&hash, (const uint8_t *)t->note, t->note_len);
+	crypto_generichash_final(&hash, id, sizeof(id));
+
+	buf_put_u8(key, STORE_VIEW_TRUST_OUTCOME);
+	buf_append(key, t->agent_id, STEMEDB_AGENT_ID_LEN);
+	buf_append(key, timestamp_be, sizeof(timestamp_be));
+	buf_append(key, id, sizeof(id));
+}
+
+/* Writes the trust view key of an outcome record. The value is the outcome byte and the
+ * note, as trust outcomes stored before they became WAL records. */
+static void batch_put_trust_outcome(struct store_batch *b, const struct trust_outcome_record *t)
+{
+	struct buf key, value;
+
+	buf_init(&key);
+	buf_init(&value);
+	store_trust_outcome_view_key(t, &key);
+	buf_put_u8(&value, t->accurate ? 1 : 0);
+	buf_append(&value, t->note, t->note_len);
+	batch_put(b, CF_VIEWS, key.data, key.len, value.data, value.len);
+	buf_free(&key);
+	buf_free(&value);
+}
+
 void store_batch_put_record(struct store *s, struct store_batch *b,
                             const uint8_t id[STEMEDB_HASH_LEN], const struct record *r,
                             const uint8_t *envelope, size_t envelope_len)
@@ -1483,6 +1521,8 @@ void store_batch_put_record(struct store *s, struct store_batch *b,
 		batch_put_alias(b, r->u.alias.subject_b, r->u.alias.subject_b_len,
 		                r->u.alias.subject_a, r->u.alias.subject_a_len);
 	}
+	if (r->type == STEMEDB_RECORD_TRUST_OUTCOME)
+		batch_put_trust_outcome(b, &r->u.trust_outcome);
 	if (r->type != STEMEDB_RECORD_VOTE)
 		return;
 
@@ -1658,27 +1698,6 @@ enum store_result store_subject_prefix_pairs(struct store *s,
 	buf_free(&upper);
 	buf_free(&target);
 	return rc;
-}
-
-/* ---- durable view records: trust outcomes ---- */
-
-enum store_result store_put_view_durable(struct store *s, const void *key, size_t key_len,
-                                         const void *value, size_t value_len)
-{
-	rocksdb_writeoptions_t *options = rocksdb_writeoptions_create();
-	char *error = NULL;
-
-	/* Trust outcomes are in no StemeDB WAL, so this write goes through RocksDB's WAL
-	 * and syncs it before returning: the caller acknowledges the record afterwards. */
-	rocksdb_writeoptions_set_sync(options, 1);
-	rocksdb_put_cf(s->db, options, s->cf[CF_VIEWS], key, key_len, value, value_len, &error);
-	rocksdb_writeoptions_destroy(options);
-	if (error != NULL) {
-		log_error("rocksdb_put_cf() of a view record to %s failed: %s", s->path, error);
-		rocksdb_free(error);
-		return STORE_ERROR;
-	}
-	return STORE_OK;
 }
 
 /* ---- protection state (column family "protect") ---- */

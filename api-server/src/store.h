@@ -207,11 +207,14 @@ enum store_result store_subject_prefix_pairs(struct store *s,
                                              const struct store_pair_filter *filter,
                                              store_pair_fn fn, void *ctx);
 
-/* Writes one key of the views family with RocksDB's WAL synced, for records that no
- * StemeDB WAL carries (trust outcomes: 'o' agent id, timestamp u64 BE, id (16 B)). */
-#define STORE_VIEW_TRUST_OUTCOME 'o'
-enum store_result store_put_view_durable(struct store *s, const void *key, size_t key_len,
-                                         const void *value, size_t value_len);
+/* Views key of a trust outcome: 'o', agent id, timestamp u64 BE, then the first 16 bytes
+ * of BLAKE2b-128 over agent id, timestamp u64 BE, outcome u8 and note. The value is the
+ * outcome byte (1 accurate, 0 inaccurate) and the note. Stores written before outcomes
+ * became WAL records hold the same keys, so an outcome recorded both before and after
+ * an upgrade is counted once. */
+#define STORE_VIEW_TRUST_OUTCOME       'o'
+#define STORE_TRUST_OUTCOME_KEY_ID_LEN 16
+void store_trust_outcome_view_key(const struct trust_outcome_record *t, struct buf *key);
 
 /* Column family "protect" holds the state of the protection layers (API keys, circuit
  * breakers, quarantine). Each key starts with a one-byte kind listed in

@@ -1,12 +1,9 @@
 #include "trust.h"
 
 #include <math.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "stemedb/buf.h"
 
 #define TRUST_INITIAL         0.5
 #define TRUST_ACCURATE_STEP   0.05
@@ -60,7 +57,8 @@ static bool collect_outcome(void *ctx, const uint8_t *key, size_t key_len, const
 {
 	struct outcome_list *list = ctx;
 
-	if (key_len != 1 + STEMEDB_AGENT_ID_LEN + 8 + TRUST_OUTCOME_ID_LEN || value_len < 1)
+	if (key_len != 1 + STEMEDB_AGENT_ID_LEN + 8 + STORE_TRUST_OUTCOME_KEY_ID_LEN ||
+	    value_len < 1)
 		return true;
 	if (list->count == list->cap) {
 		list->cap = list->cap == 0 ? 16 : list->cap * 2;
@@ -108,58 +106,4 @@ double trust_lens_lookup(void *store, const uint8_t agent[STEMEDB_AGENT_ID_LEN])
 	if (trust_of_agent(store, agent, (uint64_t)time(NULL), &summary) != STORE_OK)
 		return TRUST_INITIAL;
 	return summary.trust;
-}
-
-static bool key_exists(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
-                       size_t value_len)
-{
-	(void)key;
-	(void)key_len;
-	(void)value;
-	(void)value_len;
-	*(bool *)ctx = true;
-	return false;
-}
-
-enum store_result trust_record_outcome(struct store *s, const uint8_t agent[STEMEDB_AGENT_ID_LEN],
-                                       bool accurate, const char *note, size_t note_len,
-                                       uint64_t timestamp, uint8_t id[TRUST_OUTCOME_ID_LEN],
-                                       bool *created)
-{
-	crypto_generichash_state hash;
-	struct store_scan scan = {.family = STORE_INDEX_VIEWS};
-	uint8_t outcome = accurate ? 1 : 0;
-	struct buf key, value;
-	enum store_result rc;
-	bool exists = false;
-
-	buf_init(&key);
-	buf_init(&value);
-	buf_put_u64be(&key, timestamp);
-	crypto_generichash_init(&hash, NULL, 0, TRUST_OUTCOME_ID_LEN);
-	crypto_generichash_update(&hash, agent, STEMEDB_AGENT_ID_LEN);
-	crypto_generichash_update(&hash, key.data, key.len);
-	crypto_generichash_update(&hash, &outcome, 1);
-	crypto_generichash_update(&hash, (const uint8_t *)note, note_len);
-	crypto_generichash_final(&hash, id, TRUST_OUTCOME_ID_LEN);
-
-	buf_reset(&key);
-	buf_put_u8(&key, STORE_VIEW_TRUST_OUTCOME);
-	buf_append(&key, agent, STEMEDB_AGENT_ID_LEN);
-	buf_put_u64be(&key, timestamp);
-	buf_append(&key, id, TRUST_OUTCOME_ID_LEN);
-	scan.prefix = key.data;
-	scan.prefix_len = key.len;
-	rc = store_index_scan(s, &scan, key_exists, &exists);
-
-	*created = false;
-	if (rc == STORE_OK && !exists) {
-		buf_put_u8(&value, outcome);
-		buf_append(&value, note, note_len);
-		rc = store_put_view_durable(s, key.data, key.len, value.data, value.len);
-		*created = rc == STORE_OK;
-	}
-	buf_free(&key);
-	buf_free(&value);
-	return rc;
 }

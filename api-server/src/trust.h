@@ -5,7 +5,8 @@
  * accurate outcome adds 0.05 and an inaccurate one subtracts 0.10, clamped to 0..1.
  * Between outcomes and up to the time of reading, the distance from 0.5 halves every
  * 30 days. Trust is recomputed from the stored outcomes at each read, so nothing but
- * the outcomes themselves is stored. */
+ * the outcomes themselves is stored. Outcomes arrive as trust outcome records through
+ * the commit pipeline, which writes their views keys (store_trust_outcome_view_key). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,9 +14,6 @@
 
 #include "stemedb/assertion.h"
 #include "store.h"
-
-#define TRUST_OUTCOME_ID_LEN 16
-#define TRUST_NOTE_MAX       1024
 
 struct trust_outcome {
 	uint64_t timestamp; /* Unix seconds */
@@ -38,13 +36,5 @@ enum store_result trust_of_agent(struct store *s, const uint8_t agent[STEMEDB_AG
 
 /* lens_trust_fn over a struct store: the agent's trust now, 0.5 on a storage error. */
 double trust_lens_lookup(void *store, const uint8_t agent[STEMEDB_AGENT_ID_LEN]);
-
-/* Stores one outcome under 'o' agent, timestamp, id, where id is the first 16 bytes of
- * BLAKE2b over agent, timestamp, outcome and note, so recording the same outcome twice
- * stores it once (*created false the second time). */
-enum store_result trust_record_outcome(struct store *s, const uint8_t agent[STEMEDB_AGENT_ID_LEN],
-                                       bool accurate, const char *note, size_t note_len,
-                                       uint64_t timestamp, uint8_t id[TRUST_OUTCOME_ID_LEN],
-                                       bool *created);
 
 #endif

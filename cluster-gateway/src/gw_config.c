@@ -1,11 +1,16 @@
 #include "gw_config.h"
 
+#include <errno.h>
+#include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "stemedb/config.h"
 #include "stemedb/daemon.h"
+#include "stemedb/hex.h"
 #include "stemedb/ipc.h"
 
 /* Longest accepted admin token. A bearer token travels in one header line, so it has
@@ -116,10 +121,21 @@ static size_t gw_config_options(struct gw_config *cfg, struct config_option *o)
 	                                NULL,
 	                                "accept an admin-scope X-API-Key on /v1/admin/*, and "
 	                                "require credentials there even without an admin token"};
+	o[n++] =
+	        (struct config_option){"STEMEDB_ADMIN_SIGNING_KEY_FILE",
+	                               "admin-signing-key-file",
+	                               CONFIG_STRING,
+	                               &cfg->admin_signing_key_file,
+	                               "",
+	                               0,
+	                               0,
+	                               NULL,
+	                               "key file (from `stemedb-ctl keygen`) that signs trust "
+	                               "outcome records (default: none, so outcomes are rejected)"};
 	return n;
 }
 
-#define GW_CONFIG_OPTION_MAX 10
+#define GW_CONFIG_OPTION_MAX 12
 
 static bool replace_string(char **target, const char *value)
 {
@@ -158,6 +174,73 @@ static bool check_admin_token(const char *token, char *err, size_t err_size)
 	return true;
 }
 
+/* Loads the operator key: a JSON file {"seed": 64 hex, "agent_id": 64 hex} that only
+ * its owner may read, because the key signs the trust outcomes every node accepts. */
+static bool load_admin_signing_key(struct gw_config *cfg, char *err, size_t err_size)
+{
+	const char *path = cfg->admin_signing_key_file;
+	uint8_t seed[32];
+	uint8_t stated_id[32];
+	const char *seed_hex;
+	const char *id_hex;
+	json_error_t jerr;
+	struct stat st;
+	json_t *doc;
+	bool ok = false;
+
+	if (path[0] == '\0')
+		return true;
+	if (stat(path, &st) != 0) {
+		snprintf(err, err_size,
+		         "STEMEDB_ADMIN_SIGNING_KEY_FILE %s cannot be read: %s; create it with "
+		         "`stemedb-ctl keygen --out FILE`",
+		         path, strerror(errno));
+		return false;
+	}
+	if ((st.st_mode & 077) != 0) {
+		snprintf(err, err_size,
+		         "STEMEDB_ADMIN_SIGNING_KEY_FILE %s is readable by other users; run chmod "
+		         "600 "
+		         "%s",
+		         path, path);
+		return false;
+	}
+	doc = json_load_file(path, 0, &jerr);
+	seed_hex = json_string_value(json_object_get(doc, "seed"));
+	id_hex = json_string_value(json_object_get(doc, "agent_id"));
+	if (doc == NULL || seed_hex == NULL || !hex_decode(seed_hex, strlen(seed_hex), seed, 32)) {
+		snprintf(err, err_size,
+		         "STEMEDB_ADMIN_SIGNING_KEY_FILE %s has no valid \"seed\" (64 hex "
+		         "characters)%s%s; create the file with `stemedb-ctl keygen --out FILE`",
+		         path, doc == NULL ? ": " : "", doc == NULL ? jerr.text : "");
+		goto done;
+	}
+	if (sodium_init() < 0 ||
+	    crypto_sign_seed_keypair(stated_id, cfg->admin_signing_key, seed) != 0) {
+		snprintf(err, err_size,
+		         "deriving the key of STEMEDB_ADMIN_SIGNING_KEY_FILE failed");
+		goto done;
+	}
+	if (id_hex != NULL && (!hex_decode(id_hex, strlen(id_hex), stated_id, 32) ||
+	                       memcmp(stated_id, cfg->admin_signing_key + 32, 32) != 0)) {
+		snprintf(err, err_size,
+		         "STEMEDB_ADMIN_SIGNING_KEY_FILE %s: \"agent_id\" is not the public key of "
+		         "its seed, so the file is damaged; create a new one with `stemedb-ctl "
+		         "keygen`",
+		         path);
+		goto done;
+	}
+	cfg->has_admin_signing_key = true;
+	ok = true;
+
+done:
+	sodium_memzero(seed, sizeof(seed));
+	if (!ok)
+		sodium_memzero(cfg->admin_signing_key, sizeof(cfg->admin_signing_key));
+	json_decref(doc);
+	return ok;
+}
+
 /* Derives the data and run directories the way every StemeDB daemon does, so that
  * the gateway finds api.sock where stemedb-api created it. */
 static bool gw_config_resolve(struct gw_config *cfg, char *err, size_t err_size)
@@ -184,7 +267,8 @@ static bool gw_config_resolve(struct gw_config *cfg, char *err, size_t err_size)
 	if (!daemon_socket_path(cfg->run_dir, IPC_API_SOCKET_NAME, cfg->api_socket,
 	                        sizeof(cfg->api_socket), err, err_size))
 		return false;
-	return check_admin_token(cfg->admin_token, err, err_size);
+	return check_admin_token(cfg->admin_token, err, err_size) &&
+	       load_admin_signing_key(cfg, err, err_size);
 }
 
 bool gw_config_load(struct gw_config *cfg, int argc, char **argv, bool *help_requested, char *err,
@@ -212,5 +296,6 @@ void gw_config_free(struct gw_config *cfg)
 	size_t count = gw_config_options(cfg, options);
 
 	config_free(options, count);
+	sodium_memzero(cfg->admin_signing_key, sizeof(cfg->admin_signing_key));
 	memset(cfg, 0, sizeof(*cfg));
 }

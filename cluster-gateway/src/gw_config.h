@@ -25,6 +25,11 @@ struct gw_config {
 	uint64_t archive_stall_ms; /* unarchived WAL this long without progress: stalled */
 	char api_socket[4096];     /* resolved: $run_dir/api.sock */
 	bool auth_enabled;         /* STEMEDB_AUTH_ENABLED: API keys of stemedb-api */
+	/* Operator key that signs trust outcome records, from
+	 * STEMEDB_ADMIN_SIGNING_KEY_FILE (a `stemedb-ctl keygen` file). */
+	char *admin_signing_key_file; /* empty: trust outcomes are rejected with 503 */
+	bool has_admin_signing_key;
+	uint8_t admin_signing_key[64]; /* libsodium Ed25519 secret key: seed, public key */
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

@@ -1,5 +1,8 @@
 /* POST /v1/admin/trust/outcome: an admin records whether an agent's claims proved
- * accurate. stemedb-api stores the outcome and returns the agent's trust after it. */
+ * accurate. The gateway signs a trust outcome record with the operator key of
+ * STEMEDB_ADMIN_SIGNING_KEY_FILE; stemedb-api checks the signer against its
+ * STEMEDB_TRUST_AUTHORITY_KEYS, writes the record to its WAL and returns the agent's
+ * trust after it. */
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +14,10 @@
 #include "gw_job.h"
 #include "stemedb/hex.h"
 #include "stemedb/log.h"
+#include "stemedb/records.h"
 
-#define TRUST_AGENT_ID_LEN 32
-#define TRUST_NOTE_MAX     1024
+#define TRUST_AGENT_ID_LEN STEMEDB_AGENT_ID_LEN
+#define TRUST_NOTE_MAX     STEMEDB_TRUST_NOTE_MAX
 
 struct trust_job {
 	struct gw_job job; /* first, so that a gw_job pointer is a trust_job pointer */
@@ -21,6 +25,8 @@ struct trust_job {
 	bool accurate;
 	char note[TRUST_NOTE_MAX + 1];
 	uint64_t timestamp;
+	uint8_t signer[STEMEDB_AGENT_ID_LEN];
+	uint8_t signature[STEMEDB_SIGNATURE_LEN];
 	ipc_envelope *reply;
 	struct gw_ipc_status status;
 };
@@ -37,6 +43,10 @@ static void trust_work(struct gw_job *job)
 	body.accurate = t->accurate;
 	body.note = t->note;
 	body.timestamp = t->timestamp;
+	body.signer.data = t->signer;
+	body.signer.len = sizeof(t->signer);
+	body.signature.data = t->signature;
+	body.signature.len = sizeof(t->signature);
 	request.body_case = STEMEDB__IPC__V1__ENVELOPE__BODY_RECORD_TRUST_OUTCOME_REQUEST;
 	request.record_trust_outcome_request = &body;
 	t->reply = gw_ipc_call(job->request->gw->config, "record_trust_outcome", &request,
@@ -49,9 +59,18 @@ static void trust_finish(struct gw_job *job)
 	struct trust_job *t = (struct trust_job *)job;
 	const Stemedb__Ipc__V1__RecordTrustOutcomeResponse *res;
 	char agent[2 * TRUST_AGENT_ID_LEN + 1];
-	char id[2 * 16 + 1];
+	char id[2 * STEMEDB_HASH_LEN + 1];
 
 	hex_encode(t->agent_id, sizeof(t->agent_id), agent);
+	if (t->reply == NULL && t->status.result == IPC_ERR_REMOTE &&
+	    t->status.remote_code == STEMEDB__IPC__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT) {
+		log_error("stemedb-api rejected the trust outcome record for agent %s: %s", agent,
+		          t->status.message);
+		gw_reply_error(job->request, 500, "trust_outcome_rejected", NULL,
+		               "stemedb-api rejected the signed outcome record: %s",
+		               t->status.message);
+		goto done;
+	}
 	if (t->reply == NULL) {
 		log_warn("recording a trust outcome for agent %s failed: %s", agent,
 		         t->status.message);
@@ -61,7 +80,9 @@ static void trust_finish(struct gw_job *job)
 		goto done;
 	}
 	res = t->reply->record_trust_outcome_response;
-	hex_encode(res->outcome_id.data, res->outcome_id.len < 16 ? res->outcome_id.len : 16, id);
+	hex_encode(res->outcome_id.data,
+	           res->outcome_id.len < STEMEDB_HASH_LEN ? res->outcome_id.len : STEMEDB_HASH_LEN,
+	           id);
 	gw_reply_json(job->request, res->created ? 201 : 200,
 	              json_pack("{s:s, s:s, s:s, s:I, s:f, s:s}", "status",
 	                        res->created ? "created" : "exists", "agent_id", agent, "outcome",
@@ -118,11 +139,43 @@ static bool parse_outcome(struct gw_request *r, json_t *body, struct trust_job *
 	return true;
 }
 
+/* Signs the outcome as a trust outcome record (docs/formats.md, type 0x07). */
+static bool sign_outcome(const struct gw_config *cfg, struct trust_job *t)
+{
+	struct record rec;
+	uint8_t id[STEMEDB_HASH_LEN];
+	bool ok;
+
+	record_init(&rec, STEMEDB_RECORD_TRUST_OUTCOME);
+	memcpy(rec.u.trust_outcome.agent_id, t->agent_id, sizeof(t->agent_id));
+	rec.u.trust_outcome.accurate = t->accurate;
+	rec.u.trust_outcome.timestamp = t->timestamp;
+	record_set_string(&rec.u.trust_outcome.note, &rec.u.trust_outcome.note_len, t->note,
+	                  strlen(t->note));
+	ok = record_id(&rec, id) && record_sign(&rec, id, cfg->admin_signing_key);
+	if (ok) {
+		memcpy(t->signer, rec.signers[0].agent_id, sizeof(t->signer));
+		memcpy(t->signature, rec.signers[0].signature, sizeof(t->signature));
+	}
+	record_free(&rec);
+	return ok;
+}
+
 void gw_handle_admin_trust_outcome(struct gw_request *r)
 {
-	json_t *body = gw_read_json_object(r);
+	json_t *body;
 	struct trust_job *t;
 
+	if (!r->gw->config->has_admin_signing_key) {
+		log_warn("rejected a trust outcome: STEMEDB_ADMIN_SIGNING_KEY_FILE is not set");
+		gw_reply_error(
+		        r, 503, "signing_key_missing", NULL,
+		        "the gateway has no key to sign trust outcomes; set "
+		        "STEMEDB_ADMIN_SIGNING_KEY_FILE to a `stemedb-ctl keygen` file and add "
+		        "its public key to STEMEDB_TRUST_AUTHORITY_KEYS of stemedb-api");
+		return;
+	}
+	body = gw_read_json_object(r);
 	if (body == NULL)
 		return;
 	t = calloc(1, sizeof(*t));
@@ -134,6 +187,13 @@ void gw_handle_admin_trust_outcome(struct gw_request *r)
 		return;
 	}
 	json_decref(body);
+	if (!sign_outcome(r->gw->config, t)) {
+		free(t);
+		log_error("signing a trust outcome record failed");
+		gw_reply_error(r, 500, "internal_error", NULL,
+		               "signing the trust outcome record failed; see the gateway log");
+		return;
+	}
 
 	t->job.request = r;
 	t->job.work = trust_work;

@@ -17,6 +17,7 @@
 #include "gw_ipc.h"
 #include "gw_metrics.h"
 #include "stemedb/daemon.h"
+#include "stemedb/hex.h"
 #include "stemedb/log.h"
 
 /* How long a stop waits for job threads to return before the process exits anyway.
@@ -37,6 +38,23 @@ static void on_stop(void *ctx, int signo)
 
 	stop->signal_number = signo;
 	event_base_loopbreak(stop->base);
+}
+
+/* Names the public key that signs trust outcomes, which stemedb-api must list in
+ * STEMEDB_TRUST_AUTHORITY_KEYS. */
+static void log_trust_signer(const struct gw_config *cfg)
+{
+	char public_key[65];
+
+	if (!cfg->has_admin_signing_key) {
+		log_info("STEMEDB_ADMIN_SIGNING_KEY_FILE is not set, so POST "
+		         "/v1/admin/trust/outcome "
+		         "returns 503");
+		return;
+	}
+	hex_encode(cfg->admin_signing_key + 32, 32, public_key);
+	log_info("trust outcomes are signed by %s from %s", public_key,
+	         cfg->admin_signing_key_file);
 }
 
 static void warn_about_token(const struct gw_config *cfg)
@@ -103,6 +121,7 @@ static int run(const struct gw_config *cfg)
 	         cfg->admin_token[0] != '\0' ? "required" : "not required",
 	         cfg->auth_enabled ? "accepted" : "not accepted");
 	warn_about_token(cfg);
+	log_trust_signer(cfg);
 	daemon_notify_ready("serving on %s", cfg->listen);
 
 	event_base_dispatch(gw.base);

@@ -90,6 +90,8 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_QUOTA_LENS_COST",
         "STEMEDB_QUOTA_READ_COST",
         "STEMEDB_QUOTA_KIB_COST",
+        "STEMEDB_TRUST_AUTHORITY_KEYS",
+        "STEMEDB_ADMIN_SIGNING_KEY_FILE",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };

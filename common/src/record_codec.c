@@ -1,4 +1,5 @@
-/* Canonical bytes and envelopes of votes, epochs, co-signatures, sources and aliases.
+/* Canonical bytes and envelopes of votes, epochs, co-signatures, sources, aliases and
+ * trust outcomes.
  * docs/formats.md gives every layout byte by byte. All integers are little-endian. */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,9 @@ void record_free(struct record *r)
 	case STEMEDB_RECORD_ALIAS:
 		free(r->u.alias.subject_a);
 		free(r->u.alias.subject_b);
+		break;
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		free(r->u.trust_outcome.note);
 		break;
 	default:
 		break;
@@ -65,6 +69,8 @@ const char *record_type_name(uint8_t type)
 		return "source";
 	case STEMEDB_RECORD_ALIAS:
 		return "alias";
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		return "trust-outcome";
 	default:
 		return NULL;
 	}
@@ -123,6 +129,14 @@ static bool encode_alias(const struct alias *a, struct buf *out)
 	return true;
 }
 
+static bool encode_trust_outcome(const struct trust_outcome_record *t, struct buf *out)
+{
+	buf_append(out, t->agent_id, STEMEDB_AGENT_ID_LEN);
+	buf_put_u8(out, t->accurate ? 1 : 0);
+	buf_put_u64le(out, t->timestamp);
+	return put_string(out, t->note, t->note_len, 2);
+}
+
 bool record_encode_canonical(const struct record *r, struct buf *out)
 {
 	buf_put_u8(out, r->type);
@@ -146,6 +160,8 @@ bool record_encode_canonical(const struct record *r, struct buf *out)
 		return encode_source(&r->u.source, out);
 	case STEMEDB_RECORD_ALIAS:
 		return encode_alias(&r->u.alias, out);
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		return encode_trust_outcome(&r->u.trust_outcome, out);
 	default:
 		return false;
 	}
@@ -208,6 +224,20 @@ static bool decode_source(struct reader *rd, struct source_record *s)
 	return true;
 }
 
+static bool decode_trust_outcome(struct reader *rd, struct trust_outcome_record *t)
+{
+	uint8_t outcome;
+
+	if (!read_fixed(rd, t->agent_id, STEMEDB_AGENT_ID_LEN))
+		return false;
+	outcome = reader_u8(rd);
+	if (outcome > 1)
+		return false;
+	t->accurate = outcome == 1;
+	t->timestamp = reader_u64le(rd);
+	return read_string(rd, 2, &t->note, &t->note_len);
+}
+
 static bool decode_body(struct reader *rd, struct record *r)
 {
 	switch (r->type) {
@@ -233,6 +263,8 @@ static bool decode_body(struct reader *rd, struct record *r)
 			return false;
 		r->u.alias.timestamp = reader_u64le(rd);
 		return true;
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		return decode_trust_outcome(rd, &r->u.trust_outcome);
 	default:
 		return false;
 	}

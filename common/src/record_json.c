@@ -1,4 +1,6 @@
-/* JSON parsing and output of votes, epochs, co-signatures, sources and aliases. */
+/* JSON parsing and output of votes, epochs, co-signatures, sources, aliases and trust
+ * outcomes. Trust outcomes reach stemedb-api over IPC only; their JSON form serves the
+ * test vectors and tools. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,6 +33,9 @@ static const char *const SOURCE_FIELDS[] = {"uri",       "title",      "source_c
 static const char *const ALIAS_FIELDS[] = {"subject_a",  "subject_b", "timestamp",
                                            "signatures", "id",        NULL};
 
+static const char *const TRUST_OUTCOME_FIELDS[] = {"agent_id",   "outcome", "timestamp", "note",
+                                                   "signatures", "id",      NULL};
+
 static const char *const *known_fields(uint8_t type)
 {
 	switch (type) {
@@ -42,6 +47,8 @@ static const char *const *known_fields(uint8_t type)
 		return COSIGNATURE_FIELDS;
 	case STEMEDB_RECORD_SOURCE:
 		return SOURCE_FIELDS;
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		return TRUST_OUTCOME_FIELDS;
 	default:
 		return ALIAS_FIELDS;
 	}
@@ -171,6 +178,26 @@ static bool parse_source(const json_t *obj, struct source_record *s, struct code
 	return get_timestamp(obj, &s->timestamp, err);
 }
 
+static bool parse_trust_outcome(const json_t *obj, struct trust_outcome_record *t,
+                                struct codec_error *err)
+{
+	const char *outcome = json_string_value(json_object_get(obj, "outcome"));
+	bool present;
+
+	if (!get_hex(obj, "agent_id", t->agent_id, STEMEDB_AGENT_ID_LEN, true, &present, err))
+		return false;
+	if (outcome == NULL ||
+	    (strcmp(outcome, "accurate") != 0 && strcmp(outcome, "inaccurate") != 0))
+		return fail(err, "invalid_field", "outcome",
+		            "Field 'outcome' must be \"accurate\" or \"inaccurate\".");
+	t->accurate = strcmp(outcome, "accurate") == 0;
+	if (!get_text(obj, "note", false, &t->note, &t->note_len, err))
+		return false;
+	if (t->note == NULL)
+		record_set_string(&t->note, &t->note_len, "", 0);
+	return get_timestamp(obj, &t->timestamp, err);
+}
+
 static bool parse_single_signature(const json_t *obj, const uint8_t *agent_id,
                                    bool require_signatures, struct record *r,
                                    struct codec_error *err)
@@ -245,6 +272,9 @@ static bool parse_body(const json_t *obj, bool require_signatures, struct record
 		       parse_signers(obj, require_signatures, r, err);
 	case STEMEDB_RECORD_SOURCE:
 		return parse_source(obj, &r->u.source, err) &&
+		       parse_signers(obj, require_signatures, r, err);
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		return parse_trust_outcome(obj, &r->u.trust_outcome, err) &&
 		       parse_signers(obj, require_signatures, r, err);
 	default:
 		return get_text(obj, "subject_a", true, &r->u.alias.subject_a,
@@ -324,6 +354,17 @@ static void add_fields(json_t *o, const struct record *r, bool with_content)
 			        json_stringn(r->u.source.content, r->u.source.content_len));
 		json_object_set_new(o, "timestamp",
 		                    json_integer((json_int_t)r->u.source.timestamp));
+		break;
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		json_object_set_new(o, "agent_id", hex_json(r->u.trust_outcome.agent_id, 32));
+		json_object_set_new(
+		        o, "outcome",
+		        json_string(r->u.trust_outcome.accurate ? "accurate" : "inaccurate"));
+		json_object_set_new(o, "timestamp",
+		                    json_integer((json_int_t)r->u.trust_outcome.timestamp));
+		json_object_set_new(
+		        o, "note",
+		        json_stringn(r->u.trust_outcome.note, r->u.trust_outcome.note_len));
 		break;
 	default:
 		json_object_set_new(o, "subject_a",

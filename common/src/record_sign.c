@@ -35,7 +35,8 @@ size_t record_signing_message(const struct record *r, const uint8_t id[STEMEDB_H
 		return COSIGNATURE_MESSAGE_LEN;
 	}
 
-	/* The longest domain prefix, "stemedb-epoch-v1", leaves room for the id in 64 bytes. */
+	/* The longest domain prefix, "stemedb-trust-outcome-v1" (24 bytes), leaves room for
+	 * the id in 64 bytes. */
 	prefix_len = snprintf((char *)out, 32, "stemedb-%s-v1", record_type_name(r->type));
 	memcpy(out + prefix_len, id, STEMEDB_HASH_LEN);
 	return (size_t)prefix_len + STEMEDB_HASH_LEN;
@@ -162,6 +163,9 @@ bool record_validate(const struct record *r, const char **field, char *message, 
 		                  STEMEDB_SUBJECT_MAX, "subject_a", field, message, message_size) &&
 		       check_text(r->u.alias.subject_b, r->u.alias.subject_b_len, 1,
 		                  STEMEDB_SUBJECT_MAX, "subject_b", field, message, message_size);
+	case STEMEDB_RECORD_TRUST_OUTCOME:
+		return check_text(r->u.trust_outcome.note, r->u.trust_outcome.note_len, 0,
+		                  STEMEDB_TRUST_NOTE_MAX, "note", field, message, message_size);
 	default:
 		return true;
 	}

@@ -66,6 +66,50 @@ def test_audit_without_agent(shared_node, subject, claims_written):
     assert record["agent_id"] is None, record
 
 
+def test_audit_caps_contributors_at_100(shared_node, subject):
+    claims = [signed(1, subject, "dose", boolean(True), timestamp=BASE_TIME + i)
+              for i in range(101)]
+    response = shared_node.post("/v1/assert/batch", json={"assertions": claims})
+    assert response.json()["rejected"] == 0, response.text
+
+    response = shared_node.get("/v1/query", params={"subject": subject, "predicate": "dose"})
+    record = wait_for_record(shared_node, response.json()["query_id"])
+
+    assert record["contributor_count"] == 101, record["contributor_count"]
+    assert len(record["contributors"]) == 100, len(record["contributors"])
+    stored = {expected_hash(c) for c in claims}
+    assert {c["hash"] for c in record["contributors"]} <= stored, record["contributors"]
+
+
+def test_audit_without_candidates(shared_node, subject):
+    response = shared_node.get("/v1/skeptic", params={"subject": subject, "predicate": "none"})
+    assert response.status_code == 200, response.text
+
+    record = wait_for_record(shared_node, response.json()["query_id"])
+
+    assert record["winner"] is None, record
+    assert record["contributors"] == [], record
+    assert record["contributor_count"] == 0, record
+
+
+def test_audit_keeps_escaped_parameters(shared_node):
+    subject = 'audit/"quoted" \\ tab\t caf\u00e9 \u2603'
+    response = shared_node.get("/v1/query", params={"subject": subject, "predicate": "p"})
+    assert response.status_code == 200, response.text
+
+    record = wait_for_record(shared_node, response.json()["query_id"])
+
+    assert record["parameters"] == {"subject": subject, "predicate": "p"}, record
+
+
+def test_audit_ids_are_distinct(shared_node, subject):
+    ids = [shared_node.get("/v1/query", params={"subject": subject, "predicate": "p"})
+           .json()["query_id"] for _ in range(200)]
+
+    assert len(set(ids)) == len(ids), ids
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids), ids
+
+
 def test_audit_filter_by_agent_and_pages(shared_node, subject, claims_written):
     agent = agent_id(77)
     ids = []

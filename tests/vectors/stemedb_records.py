@@ -1,5 +1,5 @@
-"""Independent Python implementation of the StemeDB vote, epoch, co-signature, source
-and alias records, written from the layouts in docs/formats.md with hashlib and PyNaCl.
+"""Independent Python implementation of the StemeDB vote, epoch, co-signature, source,
+alias and trust outcome records, written from the layouts in docs/formats.md with hashlib and PyNaCl.
 
 Every function takes the record in the JSON form the API accepts, without signatures.
 make_vote, make_epoch, make_cosignature, make_source and make_alias return signed
@@ -17,7 +17,9 @@ import stemedb_ref
 
 RECORD_VERSION = 0x01
 HASH_LEN = 32
-TYPES = {"vote": 0x02, "epoch": 0x03, "cosignature": 0x04, "source": 0x05, "alias": 0x06}
+TYPES = {"vote": 0x02, "epoch": 0x03, "cosignature": 0x04, "source": 0x05, "alias": 0x06,
+         "trust-outcome": 0x07}
+OUTCOMES = {"inaccurate": 0, "accurate": 1}
 FLAG_SUPERSEDES = 0x01
 FLAG_CONTENT = 0x01
 
@@ -71,6 +73,10 @@ def _body(kind, fields):
         return (_string(fields["subject_a"], "<H", "subject_a", 1024, 1)
                 + _string(fields["subject_b"], "<H", "subject_b", 1024, 1)
                 + struct.pack("<Q", fields["timestamp"]))
+    if kind == "trust-outcome":
+        return (_hash(fields["agent_id"], "agent_id") + bytes([OUTCOMES[fields["outcome"]]])
+                + struct.pack("<Q", fields["timestamp"])
+                + _string(fields.get("note", ""), "<H", "note", 1024))
     raise ValueError(f"unknown record type {kind!r}")
 
 

@@ -260,7 +260,8 @@ static bool on_chain_record(void *arg, uint64_t offset, uint64_t next_offset, ui
 	if (offset < c->cursor)
 		return true;
 	/* Every record type logged so far (assertions, votes, epochs, co-signatures,
-	 * sources, aliases) ends with its HLC stamp: wall_ms u64, logical u32, node id. */
+	 * sources, aliases, trust outcomes) ends with its HLC stamp: wall_ms u64, logical
+	 * u32, node id. */
 	if (payload_len >= 28) {
 		wall = load_u64le(payload + payload_len - 28);
 		if (c->options->has_until && wall > c->options->until_ms) {

@@ -1,9 +1,9 @@
 #ifndef STEMEDB_RECORDS_H
 #define STEMEDB_RECORDS_H
 
-/* Signed records other than assertions: votes, epochs, co-signatures, sources and
- * aliases. Each has a type byte, a version byte and fixed-order fields; its id is the
- * BLAKE2b-256 of those canonical bytes. docs/formats.md gives every byte and
+/* Signed records other than assertions: votes, epochs, co-signatures, sources,
+ * aliases and trust outcomes. Each has a type byte, a version byte and fixed-order fields; its id
+ * is the BLAKE2b-256 of those canonical bytes. docs/formats.md gives every byte and
  * tests/vectors/records.json contains vectors that the Python implementation reproduces. */
 
 #include <stdbool.h>
@@ -13,11 +13,12 @@
 #include "stemedb/assertion.h"
 #include "stemedb/buf.h"
 
-#define STEMEDB_RECORD_VOTE        0x02
-#define STEMEDB_RECORD_EPOCH       0x03
-#define STEMEDB_RECORD_COSIGNATURE 0x04
-#define STEMEDB_RECORD_SOURCE      0x05
-#define STEMEDB_RECORD_ALIAS       0x06
+#define STEMEDB_RECORD_VOTE          0x02
+#define STEMEDB_RECORD_EPOCH         0x03
+#define STEMEDB_RECORD_COSIGNATURE   0x04
+#define STEMEDB_RECORD_SOURCE        0x05
+#define STEMEDB_RECORD_ALIAS         0x06
+#define STEMEDB_RECORD_TRUST_OUTCOME 0x07
 
 #define STEMEDB_VOTE_WEIGHT_MAX    1000000
 #define STEMEDB_EPOCH_NAME_MAX     256
@@ -26,6 +27,7 @@
 #define STEMEDB_SOURCE_TITLE_MAX   1024
 #define STEMEDB_SOURCE_CONTENT_MAX (1024u * 1024u)
 #define STEMEDB_RECORD_SIGNERS_MAX 16
+#define STEMEDB_TRUST_NOTE_MAX     1024
 
 struct vote {
 	uint8_t assertion_hash[STEMEDB_HASH_LEN];
@@ -73,6 +75,16 @@ struct alias {
 	uint64_t timestamp;
 };
 
+/* An admin's verdict on the claims of an agent. Exactly one signer, a trust authority
+ * key of the node, signs it. */
+struct trust_outcome_record {
+	uint8_t agent_id[STEMEDB_AGENT_ID_LEN];
+	bool accurate; /* encoded as u8 1; inaccurate as 0 */
+	uint64_t timestamp;
+	char *note; /* UTF-8, 0..1024 bytes, NUL-terminated in memory */
+	size_t note_len;
+};
+
 struct record_signer {
 	uint8_t agent_id[STEMEDB_AGENT_ID_LEN];
 	uint8_t signature[STEMEDB_SIGNATURE_LEN];
@@ -88,6 +100,7 @@ struct record {
 		struct cosignature cosignature;
 		struct source_record source;
 		struct alias alias;
+		struct trust_outcome_record trust_outcome;
 	} u;
 	size_t signer_count;
 	struct record_signer signers[STEMEDB_RECORD_SIGNERS_MAX];
@@ -100,8 +113,8 @@ void record_free(struct record *r);
 /* Copies len bytes into owned NUL-terminated storage at *dst. */
 void record_set_string(char **dst, size_t *dst_len, const char *s, size_t len);
 
-/* Returns the lowercase name used in signing domains and messages ("vote", ...), or
- * NULL for an unknown type. */
+/* Returns the lowercase name used in signing domains and messages ("vote", ...,
+ * "trust-outcome"), or NULL for an unknown type. */
 const char *record_type_name(uint8_t type);
 
 /* Checks the field rules of r (lengths, UTF-8, ranges). On failure points *field at

@@ -1,6 +1,7 @@
 /* WAL replay of the signed records other than assertions: records that were logged but
  * never applied (a crash between the WAL sync and the RocksDB apply) are applied once at
- * start-up, and a co-signature finds the assertion logged just before it. */
+ * start-up, a co-signature finds the assertion logged just before it, and trust outcomes
+ * rebuild the trust view. */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include "stemedb/buf.h"
 #include "stemedb/records.h"
 #include "store.h"
+#include "trust.h"
 #include "wal.h"
 
 #define KEY_COUNT 4
@@ -278,11 +280,74 @@ static void test_replay_into_empty_store(void **state)
 	assert_replayed_state(f, hash);
 }
 
+static void log_trust_outcome(struct fixture *f, int agent, bool accurate, uint64_t timestamp,
+                              const char *note)
+{
+	uint8_t id[STEMEDB_HASH_LEN];
+	struct record r;
+
+	record_init(&r, STEMEDB_RECORD_TRUST_OUTCOME);
+	memcpy(r.u.trust_outcome.agent_id, f->agent[agent], STEMEDB_AGENT_ID_LEN);
+	r.u.trust_outcome.accurate = accurate;
+	r.u.trust_outcome.timestamp = timestamp;
+	record_set_string(&r.u.trust_outcome.note, &r.u.trust_outcome.note_len, note, strlen(note));
+	log_record(f, &r, 0, id);
+	record_free(&r);
+}
+
+static void assert_trust_counts(struct fixture *f, int agent, uint64_t accurate,
+                                uint64_t inaccurate)
+{
+	struct trust_summary summary;
+
+	assert_int_equal(trust_of_agent(f->store, f->agent[agent], BASE_TIME + 100, &summary),
+	                 STORE_OK);
+	if (summary.accurate != accurate || summary.inaccurate != inaccurate)
+		fail_msg("agent %d: %llu accurate and %llu inaccurate outcomes, expected %llu and "
+		         "%llu",
+		         agent, (unsigned long long)summary.accurate,
+		         (unsigned long long)summary.inaccurate, (unsigned long long)accurate,
+		         (unsigned long long)inaccurate);
+	assert_int_equal(summary.last_outcome, BASE_TIME + 20);
+}
+
+static void test_replay_rebuilds_trust_view(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_pipeline *p;
+	char err[512] = "";
+	char moved[160];
+
+	open_wal(f);
+	log_trust_outcome(f, 1, true, BASE_TIME + 10, "matched the label");
+	log_trust_outcome(f, 1, true, BASE_TIME + 10, "matched the label"); /* a retried write */
+	log_trust_outcome(f, 1, false, BASE_TIME + 20, "");
+	log_trust_outcome(f, 2, false, BASE_TIME + 20, "contradicted the label");
+	assert_int_equal(wal_sync(f->wal), WAL_OK);
+	wal_close(f->wal);
+	p = start_pipeline(f);
+	commit_stop(p);
+	assert_trust_counts(f, 1, 1, 1);
+	assert_trust_counts(f, 2, 0, 1);
+
+	/* A store that lost everything rebuilds the same trust view from the WAL. */
+	store_close(f->store);
+	snprintf(moved, sizeof(moved), "%s/db-old", f->root);
+	assert_int_equal(rename(f->db_dir, moved), 0);
+	f->store = store_open(f->db_dir, err, sizeof(err));
+	assert_non_null(f->store);
+	p = start_pipeline(f);
+	commit_stop(p);
+	assert_trust_counts(f, 1, 1, 1);
+	assert_trust_counts(f, 2, 0, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_replay_applies_records_once, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_replay_into_empty_store, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_replay_rebuilds_trust_view, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@ static json_t *load_vectors(void)
 
 static uint8_t type_of(const char *name)
 {
-	for (uint8_t t = STEMEDB_RECORD_VOTE; t <= STEMEDB_RECORD_ALIAS; t++) {
+	for (uint8_t t = STEMEDB_RECORD_VOTE; t <= STEMEDB_RECORD_TRUST_OUTCOME; t++) {
 		if (strcmp(record_type_name(t), name) == 0)
 			return t;
 	}
