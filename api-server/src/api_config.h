@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "commit.h"
+#include "defense.h"
 #include "stemedb/log.h"
 
 struct api_config {
@@ -36,6 +37,7 @@ struct api_config {
 	uint64_t audit_retention_days;
 	uint64_t audit_retention_seconds; /* when not 0, replaces audit_retention_days */
 	char *http2_listen;               /* empty: no HTTP/2 listener */
+	struct defense_config defense;    /* content defense and quarantine */
 };
 
 /* Loads the configuration from argv and the environment. On an invalid value returns

@@ -72,10 +72,12 @@ static bool http_check_signatures(struct commit_request *r, struct item_error *e
 	}
 }
 
-/* Parses, hashes and verifies one assertion into r (initialized by the caller).
+/* Parses, hashes and verifies one assertion into r (initialized by the caller), and
+ * when defense is not NULL computes the content defense input into it for the writer.
  * Field errors are 400 except out_of_range, which is valid JSON with an invalid claim
  * and therefore 422. */
-static bool http_prepare_request(const json_t *obj, struct commit_request *r, struct item_error *e)
+static bool http_prepare_request(const json_t *obj, struct commit_request *r, struct item_error *e,
+                                 struct defense_input *defense)
 {
 	memset(e, 0, sizeof(*e));
 	if (!json_is_object(obj)) {
@@ -95,7 +97,39 @@ static bool http_prepare_request(const json_t *obj, struct commit_request *r, st
 		         "The assertion cannot be encoded; check the field lengths.");
 		return false;
 	}
-	return http_check_signatures(r, e);
+	if (!http_check_signatures(r, e))
+		return false;
+	if (defense != NULL) {
+		defense_prepare(&r->assertion, defense);
+		r->defense = defense;
+	}
+	return true;
+}
+
+/* The content defense input to fill for a write on this node, or NULL when it is off. */
+static struct defense_input *defense_slot(const struct http_call *call, struct defense_input *slot)
+{
+	return call->state->config->defense.enabled ? slot : NULL;
+}
+
+/* Sends 202 {"hash", "status": "quarantined", "reason"} and counts the rejection. */
+static void http_reply_quarantined(struct http_call *call, const uint8_t hash[STEMEDB_HASH_LEN],
+                                   enum defense_reason reason)
+{
+	struct json_writer w;
+	struct buf body;
+
+	http_count_rejection(defense_reason_name(reason));
+	http_reply_begin(&body, &w);
+	json_writer_object_begin(&w);
+	json_writer_key(&w, "hash");
+	json_writer_hex(&w, hash, STEMEDB_HASH_LEN);
+	json_writer_key(&w, "status");
+	json_writer_cstring(&w, "quarantined");
+	json_writer_key(&w, "reason");
+	json_writer_cstring(&w, defense_reason_name(reason));
+	json_writer_object_end(&w);
+	http_reply_text(call, 202, &body);
 }
 
 static void http_reply_item_error(struct http_call *call, const struct item_error *e)
@@ -124,6 +158,7 @@ static void commit_failure(struct http_call *call, const uint8_t hash[STEMEDB_HA
 struct single_write {
 	struct http_call *call;
 	struct commit_request request;
+	struct defense_input defense;
 };
 
 static void on_single_committed(struct commit_request *request)
@@ -157,7 +192,10 @@ static void http_finish_assert(struct http_call *call)
 
 	switch (w->request.status) {
 	case COMMIT_CREATED:
-		http_reply_assert_status(call, 201, w->request.hash, "created");
+		if (w->request.quarantine_reason != DEFENSE_NONE)
+			http_reply_quarantined(call, w->request.hash, w->request.quarantine_reason);
+		else
+			http_reply_assert_status(call, 201, w->request.hash, "created");
 		break;
 	case COMMIT_EXISTS:
 		http_reply_assert_status(call, 200, w->request.hash, "exists");
@@ -189,7 +227,7 @@ void http_handle_assert(struct http_call *call)
 	if (w == NULL)
 		abort();
 	assertion_init(&w->request.assertion);
-	if (!http_prepare_request(body, &w->request, &e)) {
+	if (!http_prepare_request(body, &w->request, &e, defense_slot(call, &w->defense))) {
 		json_decref(body);
 		assertion_free(&w->request.assertion);
 		free(w);
@@ -210,6 +248,7 @@ struct batch_item {
 	struct commit_request request;
 	bool submitted;
 	struct item_error error;
+	struct defense_input defense;
 };
 
 struct batch_write;
@@ -282,13 +321,30 @@ static void batch_write_result(struct json_writer *w, const struct batch_item *i
 	json_writer_object_end(w);
 }
 
-/* Writes the result of one item and counts it under created, existing or rejected. */
+/* Writes the result of one item and counts it under created, existing, rejected or
+ * quarantined. */
 static void batch_item_result(struct http_call *call, struct json_writer *w,
-                              struct batch_item *item, size_t index, size_t counts[3])
+                              struct batch_item *item, size_t index, size_t counts[4])
 {
 	const struct item_error *e = &item->error;
 	struct item_error failure;
 
+	if (item->submitted && item->request.status == COMMIT_CREATED &&
+	    item->request.quarantine_reason != DEFENSE_NONE) {
+		counts[3]++;
+		http_count_rejection(defense_reason_name(item->request.quarantine_reason));
+		json_writer_object_begin(w);
+		json_writer_key(w, "index");
+		json_writer_uint(w, index);
+		json_writer_key(w, "status");
+		json_writer_cstring(w, "quarantined");
+		json_writer_key(w, "hash");
+		json_writer_hex(w, item->request.hash, STEMEDB_HASH_LEN);
+		json_writer_key(w, "reason");
+		json_writer_cstring(w, defense_reason_name(item->request.quarantine_reason));
+		json_writer_object_end(w);
+		return;
+	}
 	if (item->submitted && item->request.status == COMMIT_CREATED) {
 		counts[0]++;
 		batch_write_result(w, item, index, "created");
@@ -319,7 +375,7 @@ static void batch_item_result(struct http_call *call, struct json_writer *w,
 static void http_finish_batch(struct http_call *call)
 {
 	struct batch_write *b = call->work;
-	size_t counts[3] = {0, 0, 0};
+	size_t counts[4] = {0, 0, 0, 0};
 	struct json_writer w;
 	struct buf body;
 
@@ -336,6 +392,8 @@ static void http_finish_batch(struct http_call *call)
 	json_writer_uint(&w, counts[1]);
 	json_writer_key(&w, "rejected");
 	json_writer_uint(&w, counts[2]);
+	json_writer_key(&w, "quarantined");
+	json_writer_uint(&w, counts[3]);
 	json_writer_object_end(&w);
 
 	if (counts[2] > 0)
@@ -431,8 +489,9 @@ static void verify_task_run(struct verify_task *task)
 	for (size_t i = task->begin; i < task->end; i++) {
 		struct batch_item *item = &b->items[i];
 
-		item->submitted = http_prepare_request(json_array_get(b->array, i), &item->request,
-		                                       &item->error);
+		item->submitted =
+		        http_prepare_request(json_array_get(b->array, i), &item->request,
+		                             &item->error, defense_slot(b->call, &item->defense));
 	}
 	if (atomic_fetch_sub_explicit(&b->tasks_left, 1, memory_order_acq_rel) == 1)
 		batch_prepared(b);

@@ -19,6 +19,7 @@
 #include "api_config.h"
 #include "audit.h"
 #include "commit.h"
+#include "defense.h"
 #include "http_feed.h"
 #include "http_server.h"
 #include "http_util.h"
@@ -294,6 +295,14 @@ static int run(struct api_config *cfg)
 
 	http_metrics_register();
 	ipc_api_register_metrics();
+	defense_metrics_register();
+	/* Before WAL replay, which counts the quarantines it creates on top. */
+	if (defense_count_pending(state.store) != STORE_OK) {
+		log_error("counting the pending quarantine entries in %s failed; see above",
+		          db_path);
+		close_store(&state);
+		return 1;
+	}
 	server = http_server_start(&state, err, sizeof(err));
 	if (server == NULL) {
 		log_error("%s", err);
@@ -316,6 +325,12 @@ static int run(struct api_config *cfg)
 	recovery.options.segment_bytes = cfg->wal_segment_bytes;
 	recovery.options.durability = cfg->durability;
 	recovery.options.sync_interval_ms = cfg->wal_sync_interval_ms;
+	recovery.options.defense = &cfg->defense;
+	log_info("content defense is %s (duplicate similarity %.2f, minimum quality %.2f, "
+	         "untrusted below %.2f, high confidence above %.2f)",
+	         cfg->defense.enabled ? "on" : "off", cfg->defense.duplicate_similarity,
+	         cfg->defense.min_quality, cfg->defense.untrusted_below,
+	         cfg->defense.high_confidence);
 	if (pthread_create(&recovery.thread, NULL, recovery_main, &recovery) != 0) {
 		log_error("pthread_create failed for the WAL replay thread");
 		ipc_api_stop(ipc);

@@ -56,6 +56,11 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_AUDIT_RETENTION_DAYS",
         "STEMEDB_AUDIT_RETENTION_SECONDS",
         "STEMEDB_HTTP2_LISTEN",
+        "STEMEDB_CONTENT_DEFENSE_ENABLED",
+        "STEMEDB_DEFENSE_DUPLICATE_SIMILARITY",
+        "STEMEDB_DEFENSE_MIN_QUALITY",
+        "STEMEDB_DEFENSE_UNTRUSTED_BELOW",
+        "STEMEDB_DEFENSE_HIGH_CONFIDENCE",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };
