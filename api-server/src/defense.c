@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stemedb/hex.h"
 #include "stemedb/log.h"
 #include "stemedb/metrics.h"
 #include "trust.h"
@@ -305,6 +306,47 @@ bool quarantine_entry_decode(const uint8_t *v, size_t len, struct quarantine_ent
 	e->created_ms = load_u64le(v + 76);
 	e->decided_ms = load_u64le(v + 84);
 	return true;
+}
+
+enum store_result quarantine_get(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
+                                 struct quarantine_entry *entry)
+{
+	uint8_t key[QUARANTINE_KEY_LEN];
+	struct buf value;
+	enum store_result rc;
+
+	key[0] = QUARANTINE_KIND;
+	memcpy(key + 1, hash, STEMEDB_HASH_LEN);
+	buf_init(&value);
+	rc = store_protect_get(s, key, sizeof(key), &value);
+	if (rc == STORE_OK && !quarantine_entry_decode(value.data, value.len, entry)) {
+		log_error("the quarantine entry of an assertion has an unknown layout (%zu bytes)",
+		          value.len);
+		rc = STORE_ERROR;
+	}
+	buf_free(&value);
+	return rc;
+}
+
+json_t *quarantine_entry_json(const struct quarantine_entry *entry)
+{
+	char agent[2 * STEMEDB_AGENT_ID_LEN + 1];
+	char resembled[2 * STEMEDB_HASH_LEN + 1];
+	json_t *out;
+
+	hex_encode(entry->agent, STEMEDB_AGENT_ID_LEN, agent);
+	out = json_pack("{s:s, s:s, s:f, s:s, s:I}", "status",
+	                quarantine_status_name(entry->status), "reason",
+	                defense_reason_name(entry->reason), "quality", entry->quality, "agent_id",
+	                agent, "created_ms", (json_int_t)entry->created_ms);
+	if (entry->has_resembled) {
+		hex_encode(entry->resembled, STEMEDB_HASH_LEN, resembled);
+		json_object_set_new(out, "resembles", json_string(resembled));
+		json_object_set_new(out, "similarity", json_real(entry->similarity));
+	}
+	if (entry->decided_ms != 0)
+		json_object_set_new(out, "decided_ms", json_integer((json_int_t)entry->decided_ms));
+	return out;
 }
 
 /* ---- the writer's decision ---- */

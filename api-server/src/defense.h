@@ -8,6 +8,7 @@
  * WAL replay after a crash reaches the same decision. docs/protection.md defines every
  * formula and the stored layout. */
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -116,6 +117,14 @@ double defense_quality(const struct defense_input *in, bool untrusted_high_confi
 void quarantine_entry_encode(const struct quarantine_entry *entry,
                              uint8_t out[QUARANTINE_VALUE_LEN]);
 bool quarantine_entry_decode(const uint8_t *value, size_t len, struct quarantine_entry *out);
+
+/* Reads the quarantine entry of hash; STORE_NOT_FOUND when it has none, STORE_ERROR
+ * also for an entry that does not decode. */
+enum store_result quarantine_get(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
+                                 struct quarantine_entry *entry);
+
+/* Returns {"status", "reason", "quality", "agent_id", "created_ms", ...} of entry. */
+json_t *quarantine_entry_json(const struct quarantine_entry *entry);
 
 /* Signatures of the assertions put in the current store batch, which the store does
  * not show yet, so that two near-duplicates in one group still match. */

@@ -15,5 +15,8 @@ void gw_handle_admin_rebuild(struct gw_request *r);
 void gw_handle_admin_backup(struct gw_request *r);
 /* gw_trust.c */
 void gw_handle_admin_trust_outcome(struct gw_request *r);
+/* gw_quarantine.c; the list reads its own query string */
+void gw_handle_admin_quarantine_list(struct gw_request *r);
+void gw_handle_admin_quarantine_decision(struct gw_request *r);
 
 #endif

@@ -55,6 +55,11 @@ static const struct route routes[GW_ROUTE_UNMATCHED] = {
                                    gw_handle_admin_backup},
         [GW_ROUTE_ADMIN_TRUST_OUTCOME] = {"/v1/admin/trust/outcome", EVHTTP_REQ_POST, "POST",
                                           gw_handle_admin_trust_outcome},
+        [GW_ROUTE_ADMIN_QUARANTINE] = {"/v1/admin/quarantine", EVHTTP_REQ_GET, "GET",
+                                       gw_handle_admin_quarantine_list},
+        [GW_ROUTE_ADMIN_QUARANTINE_DECISION] = {"/v1/admin/quarantine/{hash}/{decision}",
+                                                EVHTTP_REQ_POST, "POST",
+                                                gw_handle_admin_quarantine_decision},
 };
 
 static const char *const route_labels[GW_ROUTE_COUNT] = {
@@ -66,6 +71,8 @@ static const char *const route_labels[GW_ROUTE_COUNT] = {
         [GW_ROUTE_ADMIN_REBUILD] = "/v1/admin/indexes/rebuild",
         [GW_ROUTE_ADMIN_BACKUP] = "/v1/admin/backup",
         [GW_ROUTE_ADMIN_TRUST_OUTCOME] = "/v1/admin/trust/outcome",
+        [GW_ROUTE_ADMIN_QUARANTINE] = "/v1/admin/quarantine",
+        [GW_ROUTE_ADMIN_QUARANTINE_DECISION] = "/v1/admin/quarantine/{hash}/{decision}",
         [GW_ROUTE_UNMATCHED] = "unmatched",
 };
 
@@ -253,8 +260,25 @@ bool gw_reject_unknown_fields(struct gw_request *r, json_t *body, const char *co
 	return true;
 }
 
+/* True for /v1/admin/quarantine/{64 hex}/approve or /reject. */
+static bool is_quarantine_decision_path(const char *path)
+{
+	static const char prefix[] = "/v1/admin/quarantine/";
+	const char *rest;
+	size_t hex_len;
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	rest = path + sizeof(prefix) - 1;
+	hex_len = strspn(rest, "0123456789abcdefABCDEF");
+	return hex_len == 64 &&
+	       (strcmp(rest + hex_len, "/approve") == 0 || strcmp(rest + hex_len, "/reject") == 0);
+}
+
 static enum gw_route find_route(const char *path)
 {
+	if (is_quarantine_decision_path(path))
+		return GW_ROUTE_ADMIN_QUARANTINE_DECISION;
 	for (int i = 0; i < GW_ROUTE_UNMATCHED; i++) {
 		if (strcmp(routes[i].path, path) == 0)
 			return (enum gw_route)i;
@@ -346,7 +370,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		               routes[r->route].method_name);
 		return;
 	}
-	if (evhttp_uri_get_query(uri) != NULL) {
+	if (evhttp_uri_get_query(uri) != NULL && r->route != GW_ROUTE_ADMIN_QUARANTINE) {
 		gw_reply_error(r, 400, "unknown_parameter", NULL,
 		               "%s takes no query parameters; remove the query string", path);
 		return;
