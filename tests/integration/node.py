@@ -56,6 +56,9 @@ class Node:
                 "STEMEDB_API_LISTEN": f"127.0.0.1:{self.port}",
                 "STEMEDB_HTTP_THREADS": str(self.threads),
                 "STEMEDB_LOG_LEVEL": "info",
+                # Older tests post the same claim from many agents on purpose; tests
+                # of content defense turn it on in env.
+                "STEMEDB_CONTENT_DEFENSE_ENABLED": "false",
             }
         )
         env.update(self.extra_env)
