@@ -2,12 +2,15 @@
 low quality and the trust rule; invisibility to the read paths; approve and reject;
 list filters and pages; the pending gauge across restarts and WAL replay."""
 
+import json
+import os
 import re
+import subprocess
 
 import pytest
 
 from claims import BASE_TIME, agent_id, expected_hash, number, signed, text
-from node import Node
+from node import Node, build_dir
 from test_gateway import Gateway
 
 DEFENSE_ON = {"STEMEDB_CONTENT_DEFENSE_ENABLED": "true"}
@@ -284,3 +287,45 @@ def test_defense_off_indexes_everything(tmp_path):
         assert node.get("/v1/health").json()["quarantine"]["enabled"] is False
     finally:
         assert node.stop() == 0, node.log()
+
+
+def run_ctl(node, *args):
+    """Run `stemedb-ctl quarantine ARGS` on node's api.sock; return (exit code, JSON lines)."""
+    binary = os.path.join(build_dir(), "bin", "stemedb-ctl")
+    done = subprocess.run(
+        [binary, "quarantine", "--socket", os.path.join(node.data_dir, "run", "api.sock"),
+         *args],
+        capture_output=True, text=True, timeout=60)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return done.returncode, lines, done.stderr
+
+
+def test_ctl_list_approve_reject(defended):
+    node, _ = defended
+    post(node, signed(26, "drug:clopidogrel", "effect", text(LONG_TEXT)))
+    first = signed(27, "drug:clopidogrel", "effect", text(LONG_TEXT + "+"))
+    second = signed(28, "drug:clopidogrel", "effect", text(LONG_TEXT + "-"))
+    post(node, first)
+    post(node, second)
+
+    code, lines, stderr = run_ctl(node, "list", "--reason", "duplicate", "--limit", "1")
+    assert code == 0, stderr
+    assert len(lines) == 2, lines
+    assert lines[-1]["total"] == 2, lines
+    assert lines[-1]["next_cursor"] == lines[0]["hash"], lines
+
+    code, lines, stderr = run_ctl(node, "approve", expected_hash(first))
+    assert code == 0, stderr
+    assert lines[0]["status"] == "approved", lines
+    code, lines, stderr = run_ctl(node, "reject", expected_hash(second))
+    assert code == 0, stderr
+    assert lines[0]["status"] == "rejected", lines
+
+    code, _, stderr = run_ctl(node, "approve", expected_hash(second))
+    assert code == 1, stderr
+    assert "rejected already" in stderr, stderr
+    code, _, stderr = run_ctl(node, "approve", "not-a-hash")
+    assert code == 2, stderr
+    code, lines, stderr = run_ctl(node, "list")
+    assert code == 0, stderr
+    assert lines[-1]["total"] == 0, lines

@@ -79,6 +79,8 @@ int ctl_cmd_query(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_skeptic(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_health(struct ctl_http *http, int argc, char **argv);
 int ctl_cmd_import(struct ctl_http *http, int argc, char **argv);
+/* ctl_quarantine.c: list, approve or reject quarantined assertions over api.sock. */
+int ctl_cmd_quarantine(int argc, char **argv);
 
 /* ctl_format.c: shared output helpers. */
 /* Writes {"type","value"} as readable text: "Sucre", 1098581, true, ->ref. */

@@ -26,6 +26,7 @@ static const char usage_text[] =
         "  verify    check a backup or a data directory offline\n"
         "  restore   restore a backup, optionally up to a point in time\n"
         "  ipc       call stemedb-api over api.sock (stats, ready, get, subscribe, ...)\n"
+        "  quarantine  list, approve or reject quarantined assertions over api.sock\n"
         "\n"
         "Options:\n"
         "  --url URL   server base URL (default $STEMEDB_API_URL, else " CTL_DEFAULT_URL ")\n"
@@ -60,10 +61,9 @@ static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
 } local_commands[] = {
-        {"backup", ctl_cmd_backup},
-        {"verify", ctl_cmd_verify},
-        {"restore", ctl_cmd_restore},
-        {"ipc", ctl_cmd_ipc},
+        {"backup", ctl_cmd_backup},         {"verify", ctl_cmd_verify},
+        {"restore", ctl_cmd_restore},       {"ipc", ctl_cmd_ipc},
+        {"quarantine", ctl_cmd_quarantine},
 };
 
 static int run_http_command(http_command_fn run, const char *url, int argc, char **argv)
