@@ -239,8 +239,7 @@ static bool defense_on(const struct commit_pipeline *p)
 static bool put_checked_assertion(struct commit_pipeline *p, const struct assertion *a,
                                   const uint8_t *hash, const struct defense_input *input,
                                   const struct hlc_stamp *hlc, const uint8_t *envelope,
-                                  size_t envelope_len, struct defense_window *window,
-                                  struct defense_verdict *verdict)
+                                  size_t envelope_len, bool replay, struct defense_verdict *verdict)
 {
 	struct defense_input computed;
 	bool held;
@@ -254,8 +253,8 @@ static bool put_checked_assertion(struct commit_pipeline *p, const struct assert
 		defense_prepare(a, &computed);
 		input = &computed;
 	}
-	if (!defense_decide(p->store, p->options.defense, window, a, hash, input, hlc->wall_ms,
-	                    p->batch, verdict))
+	if (!defense_decide(p->store, p->options.defense, &p->window, a, hash, input, hlc->wall_ms,
+	                    replay, p->batch, verdict))
 		return false;
 
 	held = verdict->reason != DEFENSE_NONE &&
@@ -336,7 +335,7 @@ static bool replay_assertion(struct replay_state *st, const struct assertion *a,
 		return true;
 	}
 
-	if (!put_checked_assertion(st->p, a, hash, NULL, hlc, payload, len, &st->p->window,
+	if (!put_checked_assertion(st->p, a, hash, NULL, hlc, payload, len, true,
 	                           &st->verdicts[st->batched])) {
 		set_err(st->err, st->err_size,
 		        "reading the content defense state during WAL replay failed");
@@ -672,7 +671,7 @@ static bool apply_group(struct commit_pipeline *p, struct new_record *items, siz
 			continue;
 		}
 		if (!put_checked_assertion(p, &r->assertion, r->hash, r->defense, &items[i].hlc,
-		                           envelope, items[i].envelope_len, &p->window,
+		                           envelope, items[i].envelope_len, false,
 		                           &items[i].verdict))
 			return false;
 		assertions++;

@@ -27,6 +27,14 @@
 /* Subject and predicate count as long enough with at least this many distinct bytes. */
 #define LENGTH_MIN_DISTINCT 3
 
+/* A filter of the LSH buckets that have at least one 'l' key: 2^28 bits (32 MiB), one
+ * bit per (band, bucket) hash. A clear bit proves the bucket empty, so the writer skips
+ * the RocksDB seek, which dominated its cost. A set bit may be a collision, which
+ * costs only that seek. Only the writer thread and start-up use it. */
+#define BUCKET_FILTER_BITS_LOG2 28
+
+static uint64_t *bucket_filter;
+
 struct defense_window_item {
 	uint8_t hash[STEMEDB_HASH_LEN];
 	uint8_t agent[STEMEDB_AGENT_ID_LEN];
@@ -359,10 +367,13 @@ void defense_window_init(struct defense_window *w)
 void defense_window_clear(struct defense_window *w)
 {
 	w->count = 0;
+	store_protect_view_free(w->view);
+	w->view = NULL;
 }
 
 void defense_window_free(struct defense_window *w)
 {
+	store_protect_view_free(w->view);
 	free(w->items);
 	memset(w, 0, sizeof(*w));
 }
@@ -401,6 +412,58 @@ static void consider(struct match *m, const uint8_t *hash, const uint8_t *their_
 	}
 }
 
+static size_t bucket_bit(size_t band, uint64_t bucket)
+{
+	uint64_t state = bucket ^ ((uint64_t)band << 56);
+
+	return (size_t)(splitmix64(&state) >> (64 - BUCKET_FILTER_BITS_LOG2));
+}
+
+static void filter_set(size_t band, uint64_t bucket)
+{
+	size_t bit = bucket_bit(band, bucket);
+
+	if (bucket_filter != NULL)
+		bucket_filter[bit / 64] |= 1ull << (bit % 64);
+}
+
+/* False only when no stored assertion has this bucket; true without the filter. */
+static bool filter_may_contain(size_t band, uint64_t bucket)
+{
+	size_t bit = bucket_bit(band, bucket);
+
+	return bucket_filter == NULL || (bucket_filter[bit / 64] >> (bit % 64)) & 1u;
+}
+
+static bool on_stored_bucket(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                             size_t value_len)
+{
+	(void)value;
+	(void)value_len;
+	if (key_len == 10 + STEMEDB_HASH_LEN && key[1] < DEFENSE_BANDS) {
+		filter_set(key[1], load_u64be(key + 2));
+		(*(uint64_t *)ctx)++;
+	}
+	return true;
+}
+
+enum store_result defense_filter_load(struct store *s)
+{
+	uint8_t prefix = LSH_KIND;
+	uint64_t keys = 0;
+	enum store_result rc;
+
+	if (bucket_filter == NULL) {
+		bucket_filter = calloc((1ull << BUCKET_FILTER_BITS_LOG2) / 64, sizeof(uint64_t));
+		if (bucket_filter == NULL)
+			abort();
+	}
+	rc = store_protect_scan(s, &prefix, 1, on_stored_bucket, &keys);
+	log_info("content defense: loaded %llu LSH bucket keys into the %d MiB bucket filter",
+	         (unsigned long long)keys, (1 << BUCKET_FILTER_BITS_LOG2) / 8 / 1024 / 1024);
+	return rc;
+}
+
 static void lsh_key(uint8_t key[1 + 1 + 8 + STEMEDB_HASH_LEN], size_t band, uint64_t bucket,
                     const uint8_t *hash)
 {
@@ -411,6 +474,9 @@ static void lsh_key(uint8_t key[1 + 1 + 8 + STEMEDB_HASH_LEN], size_t band, uint
 		memcpy(key + 10, hash, STEMEDB_HASH_LEN);
 }
 
+/* Other agents' assertions whose signatures one lookup has read already. */
+#define FETCHED_MAX 64
+
 struct bucket_scan {
 	struct store *store;
 	const uint8_t *agent;
@@ -420,7 +486,21 @@ struct bucket_scan {
 	size_t seen;
 	bool failed;
 	struct buf value;
+	uint8_t fetched[FETCHED_MAX][STEMEDB_HASH_LEN];
+	size_t fetched_count;
 };
+
+/* Returns true when hash was fetched before; else remembers it (while there is room). */
+static bool fetched_before(struct bucket_scan *scan, const uint8_t *hash)
+{
+	for (size_t i = 0; i < scan->fetched_count; i++) {
+		if (memcmp(scan->fetched[i], hash, STEMEDB_HASH_LEN) == 0)
+			return true;
+	}
+	if (scan->fetched_count < FETCHED_MAX)
+		memcpy(scan->fetched[scan->fetched_count++], hash, STEMEDB_HASH_LEN);
+	return false;
+}
 
 static bool on_bucket_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
                           size_t value_len)
@@ -431,10 +511,12 @@ static bool on_bucket_key(void *ctx, const uint8_t *key, size_t key_len, const u
 	uint32_t theirs[DEFENSE_HASHES];
 	enum store_result rc;
 
-	(void)value;
-	(void)value_len;
-	if (key_len != 10 + STEMEDB_HASH_LEN)
+	/* The value is the candidate's agent: the same agent's assertions are skipped
+	 * without reading their signatures. */
+	if (key_len != 10 + STEMEDB_HASH_LEN || value_len != STEMEDB_AGENT_ID_LEN)
 		return true;
+	if (memcmp(value, scan->agent, STEMEDB_AGENT_ID_LEN) == 0 || fetched_before(scan, hash))
+		return ++scan->seen < DEFENSE_BUCKET_SCAN_MAX;
 	minhash_key[0] = MINHASH_KIND;
 	memcpy(minhash_key + 1, hash, STEMEDB_HASH_LEN);
 	rc = store_protect_get(scan->store, minhash_key, sizeof(minhash_key), &scan->value);
@@ -454,7 +536,7 @@ static bool on_bucket_key(void *ctx, const uint8_t *key, size_t key_len, const u
 /* Looks for the most similar assertion of another agent in the store's LSH buckets and
  * in the window. */
 static bool find_duplicate(struct store *s, const struct defense_config *config,
-                           const struct defense_window *window, const uint8_t *agent,
+                           struct defense_window *window, const uint8_t *agent,
                            const uint32_t *signature, const uint64_t *bands, struct match *m)
 {
 	struct bucket_scan scan = {.store = s,
@@ -465,10 +547,15 @@ static bool find_duplicate(struct store *s, const struct defense_config *config,
 	uint8_t prefix[10 + STEMEDB_HASH_LEN];
 
 	buf_init(&scan.value);
+	if (window->view == NULL)
+		window->view = store_protect_view_new(s);
 	for (size_t band = 0; band < DEFENSE_BANDS && !scan.failed; band++) {
+		if (!filter_may_contain(band, bands[band]))
+			continue;
 		lsh_key(prefix, band, bands[band], NULL);
 		scan.seen = 0;
-		if (store_protect_scan(s, prefix, 10, on_bucket_key, &scan) != STORE_OK)
+		if (store_protect_view_scan(window->view, prefix, 10, on_bucket_key, &scan) !=
+		    STORE_OK)
 			scan.failed = true;
 	}
 	buf_free(&scan.value);
@@ -495,7 +582,8 @@ static void put_lsh_keys(struct store_batch *batch, const uint8_t *hash, const u
 
 	for (size_t band = 0; band < DEFENSE_BANDS; band++) {
 		lsh_key(key, band, bands[band], hash);
-		store_batch_put_protect(batch, key, sizeof(key), NULL, 0);
+		store_batch_put_protect(batch, key, sizeof(key), agent, STEMEDB_AGENT_ID_LEN);
+		filter_set(band, bands[band]);
 	}
 	minhash_key[0] = MINHASH_KIND;
 	memcpy(minhash_key + 1, hash, STEMEDB_HASH_LEN);
@@ -544,7 +632,7 @@ static bool load_existing(struct store *s, const uint8_t *hash, struct defense_v
 bool defense_decide(struct store *s, const struct defense_config *config,
                     struct defense_window *window, const struct assertion *a,
                     const uint8_t hash[STEMEDB_HASH_LEN], const struct defense_input *in,
-                    uint64_t hlc_wall_ms, struct store_batch *batch,
+                    uint64_t hlc_wall_ms, bool replay, struct store_batch *batch,
                     struct defense_verdict *verdict)
 {
 	const uint8_t *agent = a->signatures[0].agent_id;
@@ -554,7 +642,7 @@ bool defense_decide(struct store *s, const struct defense_config *config,
 	double trust = 0.5;
 
 	memset(verdict, 0, sizeof(*verdict));
-	if (!load_existing(s, hash, verdict))
+	if (replay && !load_existing(s, hash, verdict))
 		return false;
 	for (size_t band = 0; band < DEFENSE_BANDS; band++)
 		bands[band] = defense_band_hash(in->signature, band);

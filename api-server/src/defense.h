@@ -127,11 +127,14 @@ enum store_result quarantine_get(struct store *s, const uint8_t hash[STEMEDB_HAS
 json_t *quarantine_entry_json(const struct quarantine_entry *entry);
 
 /* Signatures of the assertions put in the current store batch, which the store does
- * not show yet, so that two near-duplicates in one group still match. */
+ * not show yet, so that two near-duplicates in one group still match. It also keeps
+ * one read view of the store for the LSH lookups of the batch; clear the window after
+ * each applied batch so the next view shows it. */
 struct defense_window {
 	struct defense_window_item *items;
 	size_t count;
 	size_t cap;
+	struct store_protect_view *view; /* created at the first lookup of a batch */
 };
 
 void defense_window_init(struct defense_window *w);
@@ -140,14 +143,20 @@ void defense_window_free(struct defense_window *w);
 
 /* Decides on one new assertion on the writer thread, in WAL order, and adds to batch
  * its MinHash ('m') and LSH band ('l') keys and, when quarantined, its 'q' entry with
- * status pending, unless the store has an entry for hash already. hlc_wall_ms is the assertion's
- * HLC time, at which the signer's trust is read. Returns false on a storage error (nothing was
- * added then). */
+ * status pending. With replay set it first reads the store's entry for hash, and when
+ * there is one keeps it (verdict->existing). Outside replay the assertion is new, so it
+ * cannot have one. hlc_wall_ms is the assertion's HLC time, at which the signer's trust
+ * is read. Returns false on a storage error. */
 bool defense_decide(struct store *s, const struct defense_config *config,
                     struct defense_window *window, const struct assertion *a,
                     const uint8_t hash[STEMEDB_HASH_LEN], const struct defense_input *in,
-                    uint64_t hlc_wall_ms, struct store_batch *batch,
+                    uint64_t hlc_wall_ms, bool replay, struct store_batch *batch,
                     struct defense_verdict *verdict);
+
+/* Allocates the 32 MiB filter of non-empty LSH buckets and fills it from the stored
+ * 'l' keys, one pass over them. Call once at start, before WAL replay, when content
+ * defense is on. Without it every lookup seeks in RocksDB. */
+enum store_result defense_filter_load(struct store *s);
 
 /* Counts and metrics of the quarantine, shared by the writer, IPC and HTTP threads. */
 void defense_metrics_register(void);

@@ -297,9 +297,9 @@ static int run(struct api_config *cfg)
 	ipc_api_register_metrics();
 	defense_metrics_register();
 	/* Before WAL replay, which counts the quarantines it creates on top. */
-	if (defense_count_pending(state.store) != STORE_OK) {
-		log_error("counting the pending quarantine entries in %s failed; see above",
-		          db_path);
+	if (defense_count_pending(state.store) != STORE_OK ||
+	    (cfg->defense.enabled && defense_filter_load(state.store) != STORE_OK)) {
+		log_error("reading the content defense state in %s failed; see above", db_path);
 		close_store(&state);
 		return 1;
 	}

@@ -1865,3 +1865,55 @@ enum store_result store_protect_scan(struct store *s, const void *prefix, size_t
 	rocksdb_readoptions_destroy(options);
 	return rc;
 }
+
+struct store_protect_view {
+	struct store *store;
+	rocksdb_readoptions_t *options;
+	rocksdb_iterator_t *it;
+};
+
+struct store_protect_view *store_protect_view_new(struct store *s)
+{
+	struct store_protect_view *v = calloc(1, sizeof(*v));
+
+	if (v == NULL)
+		abort();
+	v->store = s;
+	v->options = rocksdb_readoptions_create();
+	v->it = rocksdb_create_iterator_cf(s->db, v->options, s->cf[CF_PROTECT]);
+	return v;
+}
+
+void store_protect_view_free(struct store_protect_view *v)
+{
+	if (v == NULL)
+		return;
+	rocksdb_iter_destroy(v->it);
+	rocksdb_readoptions_destroy(v->options);
+	free(v);
+}
+
+enum store_result store_protect_view_scan(struct store_protect_view *v, const void *prefix,
+                                          size_t prefix_len, store_key_fn fn, void *ctx)
+{
+	char *error = NULL;
+
+	for (rocksdb_iter_seek(v->it, prefix, prefix_len); rocksdb_iter_valid(v->it);
+	     rocksdb_iter_next(v->it)) {
+		size_t key_len, value_len;
+		const char *key = rocksdb_iter_key(v->it, &key_len);
+		const char *value = rocksdb_iter_value(v->it, &value_len);
+
+		if (key_len < prefix_len || memcmp(key, prefix, prefix_len) != 0)
+			break;
+		if (!fn(ctx, (const uint8_t *)key, key_len, (const uint8_t *)value, value_len))
+			break;
+	}
+	rocksdb_iter_get_error(v->it, &error);
+	if (error != NULL) {
+		log_error("scanning protection state in %s failed: %s", v->store->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}

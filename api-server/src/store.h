@@ -254,4 +254,13 @@ enum store_result store_protect_get(struct store *s, const void *key, size_t key
 enum store_result store_protect_scan(struct store *s, const void *prefix, size_t prefix_len,
                                      store_key_fn fn, void *ctx);
 
+/* A read view of the protect family for many prefix scans in a row: one RocksDB
+ * iterator, created once, so each scan costs a seek instead of an iterator. It shows
+ * the family as it was at store_protect_view_new, not later writes. */
+struct store_protect_view;
+struct store_protect_view *store_protect_view_new(struct store *s);
+void store_protect_view_free(struct store_protect_view *v);
+enum store_result store_protect_view_scan(struct store_protect_view *v, const void *prefix,
+                                          size_t prefix_len, store_key_fn fn, void *ctx);
+
 #endif

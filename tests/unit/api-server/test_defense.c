@@ -196,7 +196,8 @@ static enum defense_reason decide(struct store *s, const uint8_t *agent, double 
 	hash[0] = (uint8_t)(confidence * 100);
 	defense_prepare(&a, &in);
 	defense_window_init(&window);
-	assert_true(defense_decide(s, &config, &window, &a, hash, &in, at_ms, batch, &verdict));
+	assert_true(
+	        defense_decide(s, &config, &window, &a, hash, &in, at_ms, false, batch, &verdict));
 	defense_window_free(&window);
 	store_batch_free(batch);
 	assertion_free(&a);
