@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "stemedb/hex.h"
 #include "stemedb/log.h"
@@ -629,11 +630,11 @@ static bool load_existing(struct store *s, const uint8_t *hash, struct defense_v
 	return rc != STORE_ERROR;
 }
 
-bool defense_decide(struct store *s, const struct defense_config *config,
-                    struct defense_window *window, const struct assertion *a,
-                    const uint8_t hash[STEMEDB_HASH_LEN], const struct defense_input *in,
-                    uint64_t hlc_wall_ms, bool replay, struct store_batch *batch,
-                    struct defense_verdict *verdict)
+static bool decide(struct store *s, const struct defense_config *config,
+                   struct defense_window *window, const struct assertion *a,
+                   const uint8_t hash[STEMEDB_HASH_LEN], const struct defense_input *in,
+                   uint64_t hlc_wall_ms, bool replay, struct store_batch *batch,
+                   struct defense_verdict *verdict)
 {
 	const uint8_t *agent = a->signatures[0].agent_id;
 	uint64_t bands[DEFENSE_BANDS];
@@ -695,6 +696,30 @@ bool defense_decide(struct store *s, const struct defense_config *config,
 	return true;
 }
 
+static struct histogram *decide_duration;
+
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+bool defense_decide(struct store *s, const struct defense_config *config,
+                    struct defense_window *window, const struct assertion *a,
+                    const uint8_t hash[STEMEDB_HASH_LEN], const struct defense_input *in,
+                    uint64_t hlc_wall_ms, bool replay, struct store_batch *batch,
+                    struct defense_verdict *verdict)
+{
+	struct timespec start, end;
+	bool ok;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	ok = decide(s, config, window, a, hash, in, hlc_wall_ms, replay, batch, verdict);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	if (decide_duration != NULL)
+		histogram_observe(decide_duration, seconds_between(&start, &end));
+	return ok;
+}
+
 /* ---- metrics ---- */
 
 static _Atomic int64_t pending_count;
@@ -707,6 +732,13 @@ void defense_metrics_register(void)
 
 	pending_gauge = metrics_gauge("stemedb_quarantine_pending",
 	                              "Assertions in quarantine that wait for an admin decision.");
+	static const double bounds[] = {1e-6,   5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4,
+	                                2.5e-4, 5e-4, 1e-3, 5e-3,   1e-2};
+
+	decide_duration = metrics_histogram(
+	        "stemedb_content_defense_check_seconds",
+	        "Time the commit writer spends on the content defense decision of one assertion.",
+	        bounds, sizeof(bounds) / sizeof(bounds[0]));
 	quarantined_total = metrics_counter_family(
 	        "stemedb_assertions_quarantined_total",
 	        "Assertions put in quarantine since start, WAL replay included, by reason.",
