@@ -242,7 +242,7 @@ static bool put_checked_assertion(struct commit_pipeline *p, const struct assert
                                   size_t envelope_len, bool replay, struct defense_verdict *verdict)
 {
 	struct defense_input computed;
-	bool held;
+	bool quarantined;
 
 	memset(verdict, 0, sizeof(*verdict));
 	if (!defense_on(p) || a->signature_count == 0) {
@@ -257,9 +257,9 @@ static bool put_checked_assertion(struct commit_pipeline *p, const struct assert
 	                    replay, p->batch, verdict))
 		return false;
 
-	held = verdict->reason != DEFENSE_NONE &&
-	       !(verdict->existing && verdict->status == QUARANTINE_APPROVED);
-	if (held)
+	quarantined = verdict->reason != DEFENSE_NONE &&
+	              !(verdict->existing && verdict->status == QUARANTINE_APPROVED);
+	if (quarantined)
 		store_batch_put_assertion_unindexed(p->batch, hash, envelope, envelope_len);
 	else
 		store_batch_put_assertion(p->batch, hash, a, hlc, envelope, envelope_len);

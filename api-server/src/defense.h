@@ -3,9 +3,9 @@
 
 /* Content defense: the checks that decide whether a new assertion is indexed or kept
  * in quarantine. The HTTP worker computes the MinHash signature and the content part
- * of the quality score (defense_prepare); the commit writer thread then looks for
- * near-duplicates in WAL order and applies the trust rule (defense_decide), so that
- * WAL replay after a crash reaches the same decision. docs/protection.md defines every
+ * of the quality score (defense_prepare). The commit writer thread then looks for
+ * near-duplicates in WAL order and applies the trust rule (defense_decide), so WAL
+ * replay after a crash reaches the same decision. docs/protection.md defines every
  * formula and the stored layout. */
 
 #include <jansson.h>
@@ -127,9 +127,9 @@ enum store_result quarantine_get(struct store *s, const uint8_t hash[STEMEDB_HAS
 json_t *quarantine_entry_json(const struct quarantine_entry *entry);
 
 /* Signatures of the assertions put in the current store batch, which the store does
- * not show yet, so that two near-duplicates in one group still match. It also keeps
- * one read view of the store for the LSH lookups of the batch; clear the window after
- * each applied batch so the next view shows it. */
+ * not show yet, so that two near-duplicates in one group still match. The window also
+ * keeps one read view of the store for the LSH lookups of the batch. Clear it after
+ * each applied batch, so that the next view shows that batch. */
 struct defense_window {
 	struct defense_window_item *items;
 	size_t count;

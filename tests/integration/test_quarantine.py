@@ -1,6 +1,8 @@
-"""Content defense and quarantine against a real node and gateway: near-duplicates,
-low quality and the trust rule; invisibility to the read paths; approve and reject;
-list filters and pages; the pending gauge across restarts and WAL replay."""
+"""Content defense and quarantine against a real node and gateway.
+
+Covers near-duplicates, low quality and the trust rule, invisibility to the read
+paths, approve and reject, list filters and pages, and the pending gauge across
+restarts and WAL replay."""
 
 import json
 import os
