@@ -270,7 +270,8 @@ def test_crash_replay_keeps_decisions(defended):
     node.start()
     gateway.start()
 
-    assert "replayed" in node.log()
+    replayed = re.findall(r"WAL recovery in \S+ replayed (\d+) new assertions", node.log())
+    assert int(replayed[-1]) >= 3, replayed
     stored = node.get(f"/v1/assertions/{expected_hash(copy)}").json()
     assert stored["quarantine"]["status"] == "pending", stored
     assert stored["quarantine"]["reason"] == "duplicate", stored
