@@ -406,7 +406,11 @@ static void consider(struct match *m, const uint8_t *hash, const uint8_t *their_
 	if (memcmp(their_agent, agent, STEMEDB_AGENT_ID_LEN) == 0)
 		return;
 	similarity = defense_similarity(signature, their_signature);
-	if (similarity >= threshold && (!m->found || similarity > m->similarity)) {
+	/* Equal similarities go to the smaller hash, so that the order in which the store
+	 * and the window list candidates (which replay changes) does not matter. */
+	if (similarity >= threshold &&
+	    (!m->found || similarity > m->similarity ||
+	     (similarity == m->similarity && memcmp(hash, m->hash, STEMEDB_HASH_LEN) < 0))) {
 		m->found = true;
 		m->similarity = similarity;
 		memcpy(m->hash, hash, STEMEDB_HASH_LEN);

@@ -642,9 +642,9 @@ static void batch_put(struct store_batch *b, enum store_cf cf, const void *key, 
 	buf_append(&b->ops, value, value_len);
 }
 
-void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
-                               const struct assertion *a, const struct hlc_stamp *hlc,
-                               const uint8_t *envelope, size_t envelope_len)
+/* Puts the sp_index entry and the view keys of an assertion, not its record. */
+static void batch_put_index_keys(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                                 const struct assertion *a, const struct hlc_stamp *hlc)
 {
 	struct candidate c;
 	struct buf key;
@@ -660,13 +660,20 @@ void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB
 	buf_append(&key, hash, STEMEDB_HASH_LEN);
 	encode_candidate(&c, &value);
 
-	batch_put(b, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, envelope, envelope_len);
 	batch_put(b, CF_SP_INDEX, key.data, key.len, value.data, value.len);
 	batch_put_view_keys(b, hash, a, hlc);
 
 	free(c.object.text);
 	buf_free(&key);
 	buf_free(&value);
+}
+
+void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                               const struct assertion *a, const struct hlc_stamp *hlc,
+                               const uint8_t *envelope, size_t envelope_len)
+{
+	batch_put(b, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, envelope, envelope_len);
+	batch_put_index_keys(b, hash, a, hlc);
 }
 
 void store_batch_put_assertion_unindexed(struct store_batch *b,
@@ -699,7 +706,7 @@ enum store_result store_batch_put_index(struct store *s, struct store_batch *b,
 		rc = STORE_ERROR;
 	}
 	if (rc == STORE_OK)
-		store_batch_put_assertion(b, hash, &a, &hlc, envelope.data, envelope.len);
+		batch_put_index_keys(b, hash, &a, &hlc);
 	assertion_free(&a);
 	buf_free(&envelope);
 	return rc;

@@ -66,7 +66,8 @@ void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB
 void store_batch_put_assertion_unindexed(struct store_batch *b,
                                          const uint8_t hash[STEMEDB_HASH_LEN],
                                          const uint8_t *envelope, size_t envelope_len);
-/* Puts the sp_index and view keys of a stored assertion, read from s. */
+/* Puts the sp_index and view keys of a stored assertion, read from s, but not its
+ * record: after a crash that loses the record, WAL replay stores it again. */
 enum store_result store_batch_put_index(struct store *s, struct store_batch *b,
                                         const uint8_t hash[STEMEDB_HASH_LEN]);
 /* Puts one key of the protect column family, applied with the rest of the batch. */
