@@ -806,7 +806,7 @@ static void reply_quarantine_decision(struct ipc_api *api, struct ipc_conn *conn
 {
 	const Stemedb__Ipc__V1__QuarantineDecisionRequest *req =
 	        request->quarantine_decision_request;
-	struct commit_pipeline *p = atomic_load(&api->state->pipeline);
+	struct commit_pipeline *p = pipeline_of(api);
 	ipc_envelope reply = STEMEDB__IPC__V1__ENVELOPE__INIT;
 	Stemedb__Ipc__V1__QuarantineDecisionResponse res =
 	        STEMEDB__IPC__V1__QUARANTINE_DECISION_RESPONSE__INIT;
@@ -822,7 +822,8 @@ static void reply_quarantine_decision(struct ipc_api *api, struct ipc_conn *conn
 	}
 	if (p == NULL) {
 		ipc_conn_reply_error(conn, request->request_id, ERR(UNAVAILABLE),
-		                     "WAL replay is still running; retry when the node is ready");
+		                     "WAL replay is running or the node is stopping; retry when "
+		                     "the node is ready");
 		return;
 	}
 	hex_encode(req->hash.data, STEMEDB_HASH_LEN, hash_hex);

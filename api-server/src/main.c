@@ -201,7 +201,10 @@ static void shutdown_node(struct http_server *server, struct recovery *recovery)
 		log_warn("%llu requests were still open after %d ms; stopping anyway",
 		         (unsigned long long)http_server_in_flight(server), STOP_DRAIN_MS);
 
-	p = atomic_load(&recovery->state->pipeline);
+	/* IPC keeps serving until after this, so take the pipeline away first: a quarantine
+	 * decision that arrives later gets "unavailable" instead of a freed pipeline.
+	 * NOTE: a call that loaded the pointer just before still races with the stop. */
+	p = atomic_exchange(&recovery->state->pipeline, NULL);
 	if (p != NULL)
 		commit_stop(p);
 	http_server_free(server, STOP_FLUSH_MS);
