@@ -336,3 +336,22 @@ def test_ctl_list_approve_reject(defended):
     code, lines, stderr = run_ctl(node, "list")
     assert code == 0, stderr
     assert lines[-1]["total"] == 0, lines
+
+
+def test_admin_quarantine_routes_checked(defended):
+    _, gateway = defended
+    decision = f"/v1/admin/quarantine/{'cd' * 32}/approve"
+
+    assert gateway.get("/v1/admin/quarantine").status_code == 401
+    assert gateway.post(decision, admin=False).status_code == 401
+    wrong_method = gateway.get(decision, headers=gateway.headers())
+    assert wrong_method.status_code == 405, wrong_method.text
+    assert wrong_method.headers["Allow"] == "POST"
+    with_query = gateway.post(decision + "?x=1")
+    assert with_query.status_code == 400, with_query.text
+    short_hash = gateway.post("/v1/admin/quarantine/abcd/approve")
+    assert short_hash.status_code == 404, short_hash.text
+    bad_limit = gateway.get("/v1/admin/quarantine", headers=gateway.headers(),
+                            params={"limit": "0"})
+    assert bad_limit.status_code == 400, bad_limit.text
+    assert bad_limit.json()["error"]["field"] == "limit", bad_limit.text
