@@ -11,9 +11,10 @@ import subprocess
 
 import pytest
 
-from claims import BASE_TIME, agent_id, expected_hash, number, signed, text
+import stemedb_records
+from claims import BASE_TIME, agent_id, expected_hash, number, seed, signed, text
 from node import Node, build_dir
-from test_gateway import Gateway
+from test_gateway import Gateway, wait_for_rebuild
 
 DEFENSE_ON = {"STEMEDB_CONTENT_DEFENSE_ENABLED": "true"}
 TOKEN = "quarantine-test-token"
@@ -176,13 +177,19 @@ def test_reject_keeps_invisible_after_rebuild(defended):
     assert rejected.status_code == 200, rejected.text
     rebuild = gateway.post("/v1/admin/indexes/rebuild")
     assert rebuild.status_code in (200, 202), rebuild.text
-    from test_gateway import wait_for_rebuild
     assert wait_for_rebuild(gateway)["state"] == "done"
 
     assert visible_anywhere(node, copy, expected_hash(copy)) == []
     assert visible_anywhere(node, pending_copy, expected_hash(pending_copy)) == []
     assert node.get(f"/v1/assertions/{expected_hash(copy)}").json()["quarantine"]["status"] \
         == "rejected"
+
+    approved = gateway.post(f"/v1/admin/quarantine/{expected_hash(pending_copy)}/approve")
+    assert approved.status_code == 200, approved.text
+    assert gateway.post("/v1/admin/indexes/rebuild").status_code in (200, 202)
+    assert wait_for_rebuild(gateway)["state"] == "done"
+    assert "query" in visible_anywhere(node, pending_copy, expected_hash(pending_copy))
+    assert visible_anywhere(node, copy, expected_hash(copy)) == []
 
 
 def test_decision_unknown_hash_404(defended):
@@ -355,3 +362,24 @@ def test_admin_quarantine_routes_checked(defended):
                             params={"limit": "0"})
     assert bad_limit.status_code == 400, bad_limit.text
     assert bad_limit.json()["error"]["field"] == "limit", bad_limit.text
+
+
+def test_cosignature_keeps_quarantined_unindexed(defended):
+    node, gateway = defended
+    post(node, signed(30, "drug:amiodarone", "effect", text(LONG_TEXT)))
+    copy = signed(31, "drug:amiodarone", "effect", text(LONG_TEXT + "/"))
+    assert post(node, copy).status_code == 202
+    copy_hash = expected_hash(copy)
+
+    body = stemedb_records.make_cosignature(seed(32), copy_hash, BASE_TIME + 5)
+    response = node.post(f"/v1/assertions/{copy_hash}/signatures", json=body)
+
+    assert response.status_code == 201, response.text
+    stored = node.get(f"/v1/assertions/{copy_hash}").json()
+    assert len(stored["signatures"]) == 2, stored
+    assert visible_anywhere(node, copy, copy_hash) == []
+    approved = gateway.post(f"/v1/admin/quarantine/{copy_hash}/approve")
+    assert approved.status_code == 200, approved.text
+    query = node.get("/v1/query", params={"subject": copy["subject"],
+                                          "predicate": copy["predicate"]}).text
+    assert agent_id(32) in query, query
