@@ -100,6 +100,61 @@ static size_t api_config_protection_options(struct api_config *cfg, struct confi
 	return n;
 }
 
+/* Content defense: the on/off switch and every threshold (docs/protection.md). */
+static size_t api_config_defense_options(struct api_config *cfg, struct config_option *o, size_t n)
+{
+	o[n++] = (struct config_option){"STEMEDB_CONTENT_DEFENSE_ENABLED",
+	                                "content-defense-enabled",
+	                                CONFIG_BOOL,
+	                                &cfg->defense.enabled,
+	                                "true",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "check new assertions and hold suspicious ones in "
+	                                "quarantine"};
+	o[n++] = (struct config_option){"STEMEDB_DEFENSE_DUPLICATE_SIMILARITY",
+	                                "defense-duplicate-similarity",
+	                                CONFIG_DOUBLE,
+	                                &cfg->defense.duplicate_similarity,
+	                                "0.9",
+	                                0.01,
+	                                1.0,
+	                                NULL,
+	                                "estimated Jaccard similarity (0..1) to another agent's "
+	                                "assertion at which a new one is a duplicate"};
+	o[n++] = (struct config_option){"STEMEDB_DEFENSE_MIN_QUALITY",
+	                                "defense-min-quality",
+	                                CONFIG_DOUBLE,
+	                                &cfg->defense.min_quality,
+	                                "0.4",
+	                                0.0,
+	                                1.0,
+	                                NULL,
+	                                "quality score (0..1) below which an assertion is "
+	                                "low_quality"};
+	o[n++] = (struct config_option){"STEMEDB_DEFENSE_UNTRUSTED_BELOW",
+	                                "defense-untrusted-below",
+	                                CONFIG_DOUBLE,
+	                                &cfg->defense.untrusted_below,
+	                                "0.5",
+	                                0.0,
+	                                1.0,
+	                                NULL,
+	                                "signer trust (0..1) below which a high-confidence "
+	                                "assertion is untrusted_high_confidence"};
+	o[n++] = (struct config_option){"STEMEDB_DEFENSE_HIGH_CONFIDENCE",
+	                                "defense-high-confidence",
+	                                CONFIG_DOUBLE,
+	                                &cfg->defense.high_confidence,
+	                                "0.8",
+	                                0.0,
+	                                1.0,
+	                                NULL,
+	                                "confidence (0..1) above which the trust rule applies"};
+	return n;
+}
+
 static size_t api_config_options(struct api_config *cfg, struct config_option *o)
 {
 	size_t n = 0;
@@ -301,6 +356,7 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
 	n += api_config_protection_options(cfg, o + n);
 	n += protect_config_options(&cfg->protect, o + n);
+	n = api_config_defense_options(cfg, o, n);
 	o[n++] = (struct config_option){"STEMEDB_TRUST_AUTHORITY_KEYS",
 	                                "trust-authority-keys",
 	                                CONFIG_STRING,
@@ -314,7 +370,7 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX (40 + PROTECT_CONFIG_OPTIONS)
+#define API_CONFIG_OPTION_MAX (48 + PROTECT_CONFIG_OPTIONS)
 
 /* Parses the comma-separated list of 64-hex-character public keys. Spaces around each
  * key are ignored; an empty list is valid. */

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "commit.h"
+#include "defense.h"
 #include "protect.h"
 #include "stemedb/log.h"
 
@@ -53,6 +54,7 @@ struct api_config {
 	char *trust_authority_keys_text;
 	uint8_t (*trust_authority_keys)[32];
 	size_t trust_authority_key_count;
+	struct defense_config defense; /* content defense and quarantine */
 };
 
 /* True when agent is one of the configured trust authority keys. */

@@ -65,6 +65,7 @@ struct commit_pipeline {
 	uint64_t rotations_seen;
 	struct store_batch *batch;
 	struct buf envelopes;
+	struct defense_window window; /* signatures of the group being applied */
 
 	/* Read by commit_get_stats from any thread. */
 	_Atomic uint64_t wal_end_offset;
@@ -82,6 +83,7 @@ struct new_record {
 	struct hlc_stamp hlc;
 	size_t envelope_offset;
 	size_t envelope_len;
+	struct defense_verdict verdict;
 };
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...)
@@ -225,6 +227,54 @@ static void update_wal_stats(struct commit_pipeline *p)
 	metric_set(metrics.segments, (double)stats.segments);
 }
 
+/* ---- content defense ---- */
+
+static bool defense_on(const struct commit_pipeline *p)
+{
+	return p->options.defense != NULL && p->options.defense->enabled;
+}
+
+/* Decides on one new assertion and puts it into the batch, with its index keys unless
+ * it is held in quarantine. Returns false on a storage error. */
+static bool put_checked_assertion(struct commit_pipeline *p, const struct assertion *a,
+                                  const uint8_t *hash, const struct defense_input *input,
+                                  const struct hlc_stamp *hlc, const uint8_t *envelope,
+                                  size_t envelope_len, bool replay, struct defense_verdict *verdict)
+{
+	struct defense_input computed;
+	bool quarantined;
+
+	memset(verdict, 0, sizeof(*verdict));
+	if (!defense_on(p) || a->signature_count == 0) {
+		store_batch_put_assertion(p->batch, hash, a, hlc, envelope, envelope_len);
+		return true;
+	}
+	if (input == NULL) {
+		defense_prepare(a, &computed);
+		input = &computed;
+	}
+	if (!defense_decide(p->store, p->options.defense, &p->window, a, hash, input, hlc->wall_ms,
+	                    replay, p->batch, verdict))
+		return false;
+
+	quarantined = verdict->reason != DEFENSE_NONE &&
+	              !(verdict->existing && verdict->status == QUARANTINE_APPROVED);
+	if (quarantined)
+		store_batch_put_assertion_unindexed(p->batch, hash, envelope, envelope_len);
+	else
+		store_batch_put_assertion(p->batch, hash, a, hlc, envelope, envelope_len);
+	return true;
+}
+
+/* Counts a quarantine that the last applied batch created. */
+static void count_new_quarantine(const struct defense_verdict *verdict)
+{
+	if (verdict->reason == DEFENSE_NONE || verdict->existing)
+		return;
+	defense_pending_add(1);
+	defense_count_quarantined(verdict->reason);
+}
+
 /* ---- replay at start-up ---- */
 
 struct replay_state {
@@ -236,6 +286,7 @@ struct replay_state {
 	size_t batched;    /* new records of every type in the current batch */
 	struct hash_set seen;
 	uint8_t (*hashes)[STEMEDB_HASH_LEN];
+	struct defense_verdict *verdicts; /* of the assertions in the current batch */
 	bool failed;
 	char *err;
 	size_t err_size;
@@ -252,6 +303,10 @@ static bool replay_commit(struct replay_state *st)
 		return false;
 	}
 
+	for (size_t i = 0; i < st->batched; i++)
+		count_new_quarantine(&st->verdicts[i]);
+	memset(st->verdicts, 0, COMMIT_REPLAY_BATCH * sizeof(*st->verdicts));
+	defense_window_clear(&st->p->window);
 	st->replayed += st->pending;
 	st->pending = 0;
 	st->batched = 0;
@@ -280,7 +335,12 @@ static bool replay_assertion(struct replay_state *st, const struct assertion *a,
 		return true;
 	}
 
-	store_batch_put_assertion(st->p->batch, hash, a, hlc, payload, len);
+	if (!put_checked_assertion(st->p, a, hash, NULL, hlc, payload, len, true,
+	                           &st->verdicts[st->batched])) {
+		set_err(st->err, st->err_size,
+		        "reading the content defense state during WAL replay failed");
+		return false;
+	}
 	st->pending++;
 	st->batched++;
 	return true;
@@ -440,7 +500,8 @@ static bool replay_wal(struct commit_pipeline *p, char *err, size_t err_size)
 	st.applied = st.cursor;
 	hash_set_init(&st.seen, COMMIT_REPLAY_BATCH);
 	st.hashes = malloc(COMMIT_REPLAY_BATCH * sizeof(*st.hashes));
-	if (st.hashes == NULL) {
+	st.verdicts = calloc(COMMIT_REPLAY_BATCH, sizeof(*st.verdicts));
+	if (st.hashes == NULL || st.verdicts == NULL) {
 		abort();
 	}
 
@@ -456,6 +517,8 @@ static bool replay_wal(struct commit_pipeline *p, char *err, size_t err_size)
 done:
 	free(st.seen.slots);
 	free(st.hashes);
+	free(st.verdicts);
+	defense_window_clear(&p->window);
 	store_batch_clear(p->batch);
 	return ok;
 }
@@ -597,6 +660,7 @@ static bool apply_group(struct commit_pipeline *p, struct new_record *items, siz
 	uint64_t assertions = 0;
 
 	store_batch_clear(p->batch);
+	defense_window_clear(&p->window);
 	for (size_t i = 0; i < count; i++) {
 		struct commit_request *r = items[i].req;
 		const uint8_t *envelope = p->envelopes.data + items[i].envelope_offset;
@@ -606,8 +670,10 @@ static bool apply_group(struct commit_pipeline *p, struct new_record *items, siz
 			                       items[i].envelope_len);
 			continue;
 		}
-		store_batch_put_assertion(p->batch, r->hash, &r->assertion, &items[i].hlc, envelope,
-		                          items[i].envelope_len);
+		if (!put_checked_assertion(p, &r->assertion, r->hash, r->defense, &items[i].hlc,
+		                           envelope, items[i].envelope_len, false,
+		                           &items[i].verdict))
+			return false;
 		assertions++;
 	}
 	store_batch_set_cursor(p->batch, end_offset);
@@ -633,7 +699,7 @@ static void report_ingested(struct commit_pipeline *p, const struct new_record *
 
 	/* Subscribers follow assertions only, but every record takes its place in the log. */
 	for (size_t i = 0; i < count; i++) {
-		if (items[i].req->record == NULL) {
+		if (items[i].req->record == NULL && items[i].verdict.reason == DEFENSE_NONE) {
 			out[assertions].hash = items[i].req->hash;
 			out[assertions].hlc = items[i].hlc;
 			out[assertions].wal_offset = offset;
@@ -674,6 +740,8 @@ static const char *write_group(struct commit_pipeline *p, struct new_record *ite
 	metric_add(metrics.bytes_written, (double)(after.bytes_written - before.bytes_written));
 	for (size_t i = 0; i < count; i++) {
 		items[i].req->status = COMMIT_CREATED;
+		items[i].req->quarantine_reason = items[i].verdict.reason;
+		count_new_quarantine(&items[i].verdict);
 		if (items[i].req->record == NULL)
 			metric_inc(metrics.ingested);
 	}
@@ -707,7 +775,28 @@ static void complete_all(struct commit_request *head)
 	}
 }
 
-static void process_group(struct commit_pipeline *p, struct commit_request *head)
+/* Moves the commit_run_exclusive requests out of *head, in order, into the result. */
+static struct commit_request *take_exclusive(struct commit_request **head)
+{
+	struct commit_request *exclusive = NULL, **exclusive_tail = &exclusive;
+	struct commit_request **link = head;
+
+	while (*link != NULL) {
+		struct commit_request *r = *link;
+
+		if (r->exclusive == NULL) {
+			link = &r->next;
+			continue;
+		}
+		*link = r->next;
+		r->next = NULL;
+		*exclusive_tail = r;
+		exclusive_tail = &r->next;
+	}
+	return exclusive;
+}
+
+static void process_writes(struct commit_pipeline *p, struct commit_request *head)
 {
 	size_t count = 0;
 	struct new_record *items;
@@ -721,7 +810,7 @@ static void process_group(struct commit_pipeline *p, struct commit_request *head
 	for (struct commit_request *r = head; r != NULL; r = r->next) {
 		count++;
 	}
-	items = malloc(count * sizeof(*items));
+	items = calloc(count, sizeof(*items));
 	if (items == NULL) {
 		abort();
 	}
@@ -740,6 +829,60 @@ static void process_group(struct commit_pipeline *p, struct commit_request *head
 	atomic_fetch_add(&p->groups, 1);
 	update_wal_stats(p);
 	complete_all(head);
+}
+
+static void process_group(struct commit_pipeline *p, struct commit_request *head)
+{
+	struct commit_request *exclusive = take_exclusive(&head);
+
+	if (head != NULL)
+		process_writes(p, head);
+	/* Exclusive functions run after the writes queued with them, never during a group. */
+	while (exclusive != NULL) {
+		struct commit_request *next = exclusive->next;
+
+		exclusive->exclusive(exclusive->exclusive_ctx);
+		exclusive->on_complete(exclusive);
+		exclusive = next;
+	}
+}
+
+struct exclusive_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond;
+	bool done;
+};
+
+static void on_exclusive_done(struct commit_request *req)
+{
+	struct exclusive_wait *wait = req->owner;
+
+	pthread_mutex_lock(&wait->lock);
+	wait->done = true;
+	pthread_cond_signal(&wait->done_cond);
+	pthread_mutex_unlock(&wait->lock);
+}
+
+void commit_run_exclusive(struct commit_pipeline *p, void (*fn)(void *ctx), void *ctx)
+{
+	struct exclusive_wait wait = {.done = false};
+	struct commit_request req;
+
+	memset(&req, 0, sizeof(req));
+	pthread_mutex_init(&wait.lock, NULL);
+	pthread_cond_init(&wait.done_cond, NULL);
+	req.exclusive = fn;
+	req.exclusive_ctx = ctx;
+	req.owner = &wait;
+	req.on_complete = on_exclusive_done;
+	commit_submit(p, &req);
+
+	pthread_mutex_lock(&wait.lock);
+	while (!wait.done)
+		pthread_cond_wait(&wait.done_cond, &wait.lock);
+	pthread_mutex_unlock(&wait.lock);
+	pthread_cond_destroy(&wait.done_cond);
+	pthread_mutex_destroy(&wait.lock);
 }
 
 static void schedule_sync(struct commit_pipeline *p)
@@ -871,6 +1014,7 @@ static void free_pipeline(struct commit_pipeline *p)
 	wal_close(p->wal);
 	store_batch_free(p->batch);
 	buf_free(&p->envelopes);
+	defense_window_free(&p->window);
 	free(p->wal_dir);
 	free(p);
 }
@@ -895,6 +1039,7 @@ struct commit_pipeline *commit_start(const struct commit_options *options, struc
 	p->store = store;
 	p->batch = store_batch_new();
 	buf_init(&p->envelopes);
+	defense_window_init(&p->window);
 	atomic_store(&p->healthy, true);
 
 	if (!open_wal(p, err, err_size) || !replay_wal(p, err, err_size)) {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "defense.h"
 #include "stemedb/assertion.h"
 #include "stemedb/buf.h"
 #include "stemedb/records.h"
@@ -33,9 +34,18 @@ struct commit_request {
 	 * with its id in hash and its signers verified; NULL for an assertion. */
 	struct record *record;
 	uint8_t hash[STEMEDB_HASH_LEN];
+	/* Content defense input computed by the HTTP worker (defense_prepare); NULL lets
+	 * the writer compute it when content defense is on. */
+	const struct defense_input *defense;
 	enum commit_status status;
+	/* Set with COMMIT_CREATED: DEFENSE_NONE when the assertion was indexed, else the
+	 * reason it was stored in quarantine. */
+	enum defense_reason quarantine_reason;
 	void (*on_complete)(struct commit_request *req);
 	void *owner;
+	/* Set only by commit_run_exclusive: a function to run instead of a write. */
+	void (*exclusive)(void *ctx);
+	void *exclusive_ctx;
 	struct commit_request *next; /* queue link, owned by the pipeline while queued */
 };
 
@@ -63,6 +73,9 @@ struct commit_options {
 	 * block (for instance it queues events for IPC subscribers). */
 	void (*on_ingested)(void *ctx, const struct commit_ingested *items, size_t count);
 	void *on_ingested_ctx;
+	/* Content defense settings, read by the writer and by replay; NULL turns the
+	 * checks off. */
+	const struct defense_config *defense;
 };
 
 struct commit_pipeline;
@@ -76,6 +89,10 @@ struct commit_pipeline *commit_start(const struct commit_options *options, struc
 /* Queues requests (linked through ->next). Never blocks on I/O. After a fatal WAL
  * error every request completes at once with COMMIT_FAILED. */
 void commit_submit(struct commit_pipeline *p, struct commit_request *head);
+
+/* Runs fn(ctx) on the writer thread between two groups and waits for it, so that fn
+ * sees no group half applied and no group runs during fn (quarantine decisions). */
+void commit_run_exclusive(struct commit_pipeline *p, void (*fn)(void *ctx), void *ctx);
 
 /* Stops accepting, finishes queued requests, syncs the WAL, joins the thread. */
 void commit_stop(struct commit_pipeline *p);

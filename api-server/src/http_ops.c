@@ -1,6 +1,7 @@
 #include <jansson.h>
 #include <stdatomic.h>
 
+#include "defense.h"
 #include "http_handlers.h"
 #include "http_util.h"
 #include "protect.h"
@@ -42,6 +43,9 @@ void http_handle_health(struct http_call *call)
 	                 (json_int_t)stats.wal_end_offset, "segments",
 	                 (json_int_t)stats.wal_segments, "durability",
 	                 state->config->durability_name, "node_id", state->node_id);
+	json_object_set_new(body, "quarantine",
+	                    json_pack("{s:b, s:I}", "enabled", state->config->defense.enabled,
+	                              "pending", (json_int_t)defense_pending()));
 	http_reply_json(call, p != NULL && wal_healthy ? 200 : 503, body);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "defense.h"
 #include "http_audit.h"
 #include "http_handlers.h"
 #include "http_read.h"
@@ -551,8 +552,16 @@ void http_handle_assertion(struct http_call *call)
 		http_reply_error(call, 500, "internal_error", NULL,
 		                 "Reading assertion %.64s failed; see the server log.", text);
 	} else {
+		struct quarantine_entry entry;
+
 		body = assertion_to_json(&a, hash);
 		json_object_set_new(body, "hlc", hlc_json(&hlc));
+		/* NOTE: a failed read of the quarantine entry leaves the mark out. */
+		if (quarantine_get(call->state->store, hash, &entry) == STORE_OK) {
+			json_object_set_new(body, "quarantined",
+			                    json_boolean(entry.status != QUARANTINE_APPROVED));
+			json_object_set_new(body, "quarantine", quarantine_entry_json(&entry));
+		}
 		http_reply_json(call, 200, body);
 	}
 	assertion_free(&a);

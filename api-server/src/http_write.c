@@ -99,10 +99,26 @@ static bool http_parse_request(const json_t *obj, struct commit_request *r, stru
 	return true;
 }
 
-/* Parses, hashes and verifies one assertion into r (initialized by the caller). */
-static bool http_prepare_request(const json_t *obj, struct commit_request *r, struct item_error *e)
+/* Verifies the signatures of a parsed assertion and, when defense is not NULL,
+ * computes the content defense input into it for the writer. */
+static bool http_verify_request(struct commit_request *r, struct item_error *e,
+                                struct defense_input *defense)
 {
-	return http_parse_request(obj, r, e) && http_check_signatures(r, e);
+	if (!http_check_signatures(r, e))
+		return false;
+	if (defense != NULL) {
+		defense_prepare(&r->assertion, defense);
+		r->defense = defense;
+	}
+	return true;
+}
+
+/* Parses, hashes and verifies one assertion into r (initialized by the caller); see
+ * http_verify_request for defense. */
+static bool http_prepare_request(const json_t *obj, struct commit_request *r, struct item_error *e,
+                                 struct defense_input *defense)
+{
+	return http_parse_request(obj, r, e) && http_verify_request(r, e, defense);
 }
 
 /* Copies the signer ids of an assertion into signers and returns how many there are. */
@@ -121,6 +137,32 @@ static void count_stored(struct http_call *call, const struct assertion *a)
 	size_t count = assertion_signers(a, signers);
 
 	protect_assertion_stored(call->state->protect, (const uint8_t(*)[32])signers, count);
+}
+
+/* The content defense input to fill for a write on this node, or NULL when it is off. */
+static struct defense_input *defense_slot(const struct http_call *call, struct defense_input *slot)
+{
+	return call->state->config->defense.enabled ? slot : NULL;
+}
+
+/* Sends 202 {"hash", "status": "quarantined", "reason"} and counts the rejection. */
+static void http_reply_quarantined(struct http_call *call, const uint8_t hash[STEMEDB_HASH_LEN],
+                                   enum defense_reason reason)
+{
+	struct json_writer w;
+	struct buf body;
+
+	http_count_rejection(defense_reason_name(reason));
+	http_reply_begin(&body, &w);
+	json_writer_object_begin(&w);
+	json_writer_key(&w, "hash");
+	json_writer_hex(&w, hash, STEMEDB_HASH_LEN);
+	json_writer_key(&w, "status");
+	json_writer_cstring(&w, "quarantined");
+	json_writer_key(&w, "reason");
+	json_writer_cstring(&w, defense_reason_name(reason));
+	json_writer_object_end(&w);
+	http_reply_text(call, 202, &body);
 }
 
 static void http_reply_item_error(struct http_call *call, const struct item_error *e)
@@ -149,6 +191,7 @@ static void commit_failure(struct http_call *call, const uint8_t hash[STEMEDB_HA
 struct single_write {
 	struct http_call *call;
 	struct commit_request request;
+	struct defense_input defense;
 };
 
 static void on_single_committed(struct commit_request *request)
@@ -182,8 +225,12 @@ static void http_finish_assert(struct http_call *call)
 
 	switch (w->request.status) {
 	case COMMIT_CREATED:
-		count_stored(call, &w->request.assertion);
-		http_reply_assert_status(call, 201, w->request.hash, "created");
+		if (w->request.quarantine_reason != DEFENSE_NONE) {
+			http_reply_quarantined(call, w->request.hash, w->request.quarantine_reason);
+		} else {
+			count_stored(call, &w->request.assertion);
+			http_reply_assert_status(call, 201, w->request.hash, "created");
+		}
 		break;
 	case COMMIT_EXISTS:
 		http_reply_assert_status(call, 200, w->request.hash, "exists");
@@ -231,7 +278,7 @@ void http_handle_assert(struct http_call *call)
 			return;
 		}
 	}
-	if (!json_ok || !http_check_signatures(&w->request, &e)) {
+	if (!json_ok || !http_verify_request(&w->request, &e, defense_slot(call, &w->defense))) {
 		assertion_free(&w->request.assertion);
 		free(w);
 		http_reply_item_error(call, &e);
@@ -250,6 +297,7 @@ struct batch_item {
 	struct commit_request request;
 	bool submitted;
 	struct item_error error;
+	struct defense_input defense;
 };
 
 struct batch_write;
@@ -322,13 +370,30 @@ static void batch_write_result(struct json_writer *w, const struct batch_item *i
 	json_writer_object_end(w);
 }
 
-/* Writes the result of one item and counts it under created, existing or rejected. */
+/* Writes the result of one item and counts it under created, existing, rejected or
+ * quarantined. */
 static void batch_item_result(struct http_call *call, struct json_writer *w,
-                              struct batch_item *item, size_t index, size_t counts[3])
+                              struct batch_item *item, size_t index, size_t counts[4])
 {
 	const struct item_error *e = &item->error;
 	struct item_error failure;
 
+	if (item->submitted && item->request.status == COMMIT_CREATED &&
+	    item->request.quarantine_reason != DEFENSE_NONE) {
+		counts[3]++;
+		http_count_rejection(defense_reason_name(item->request.quarantine_reason));
+		json_writer_object_begin(w);
+		json_writer_key(w, "index");
+		json_writer_uint(w, index);
+		json_writer_key(w, "status");
+		json_writer_cstring(w, "quarantined");
+		json_writer_key(w, "hash");
+		json_writer_hex(w, item->request.hash, STEMEDB_HASH_LEN);
+		json_writer_key(w, "reason");
+		json_writer_cstring(w, defense_reason_name(item->request.quarantine_reason));
+		json_writer_object_end(w);
+		return;
+	}
 	if (item->submitted && item->request.status == COMMIT_CREATED) {
 		count_stored(call, &item->request.assertion);
 		counts[0]++;
@@ -360,7 +425,7 @@ static void batch_item_result(struct http_call *call, struct json_writer *w,
 static void http_finish_batch(struct http_call *call)
 {
 	struct batch_write *b = call->work;
-	size_t counts[3] = {0, 0, 0};
+	size_t counts[4] = {0, 0, 0, 0};
 	struct json_writer w;
 	struct buf body;
 
@@ -377,6 +442,8 @@ static void http_finish_batch(struct http_call *call)
 	json_writer_uint(&w, counts[1]);
 	json_writer_key(&w, "rejected");
 	json_writer_uint(&w, counts[2]);
+	json_writer_key(&w, "quarantined");
+	json_writer_uint(&w, counts[3]);
 	json_writer_object_end(&w);
 
 	if (counts[2] > 0)
@@ -472,8 +539,9 @@ static void verify_task_run(struct verify_task *task)
 	for (size_t i = task->begin; i < task->end; i++) {
 		struct batch_item *item = &b->items[i];
 
-		item->submitted = http_prepare_request(json_array_get(b->array, i), &item->request,
-		                                       &item->error);
+		item->submitted =
+		        http_prepare_request(json_array_get(b->array, i), &item->request,
+		                             &item->error, defense_slot(b->call, &item->defense));
 	}
 	if (atomic_fetch_sub_explicit(&b->tasks_left, 1, memory_order_acq_rel) == 1)
 		batch_prepared(b);

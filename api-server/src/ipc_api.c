@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "ipc_keys.h"
+#include "quarantine.h"
 #include "stemedb/daemon.h"
 #include "stemedb/hex.h"
 #include "stemedb/ipc.h"
@@ -815,6 +816,175 @@ void ipc_api_close_writes(struct ipc_api *api)
 	pthread_mutex_unlock(&api->write_lock);
 }
 
+/* ---- quarantine ---- */
+
+static void fill_quarantine_item(Stemedb__Ipc__V1__QuarantineItem *item, const uint8_t *hash,
+                                 struct quarantine_entry *e)
+{
+	stemedb__ipc__v1__quarantine_item__init(item);
+	item->hash.data = (uint8_t *)hash;
+	item->hash.len = STEMEDB_HASH_LEN;
+	item->reason = (char *)defense_reason_name(e->reason);
+	item->status = (char *)quarantine_status_name(e->status);
+	item->quality = e->quality;
+	item->agent_id.data = e->agent;
+	item->agent_id.len = STEMEDB_AGENT_ID_LEN;
+	if (e->has_resembled) {
+		item->resembles.data = e->resembled;
+		item->resembles.len = STEMEDB_HASH_LEN;
+		item->similarity = e->similarity;
+	}
+	item->created_ms = e->created_ms;
+	item->decided_ms = e->decided_ms;
+}
+
+/* Reads the list filters; replies INVALID_ARGUMENT and returns false on a bad one. */
+static bool parse_quarantine_filter(struct ipc_conn *conn, const ipc_envelope *request,
+                                    struct quarantine_filter *f)
+{
+	const Stemedb__Ipc__V1__QuarantineListRequest *req = request->quarantine_list_request;
+	const char *problem = NULL;
+
+	memset(f, 0, sizeof(*f));
+	f->limit = req->limit == 0 ? QUARANTINE_LIST_DEFAULT : req->limit;
+	f->status = QUARANTINE_PENDING;
+	if (req->agent_id.len != 0 && req->agent_id.len != STEMEDB_AGENT_ID_LEN)
+		problem = "agent_id must be 32 bytes or empty";
+	else if (req->after.len != 0 && req->after.len != STEMEDB_HASH_LEN)
+		problem = "after must be a 32-byte assertion hash or empty";
+	else if (req->limit > QUARANTINE_LIST_MAX)
+		problem = "limit must be 1..1000";
+	else if (req->reason != NULL && req->reason[0] != '\0' &&
+	         !defense_reason_parse(req->reason, &f->reason))
+		problem = "reason must be duplicate, low_quality or untrusted_high_confidence";
+	else if (req->status != NULL && req->status[0] != '\0' &&
+	         !quarantine_status_parse(req->status, &f->status))
+		problem = "status must be pending, approved or rejected";
+	if (problem != NULL) {
+		ipc_conn_reply_error(conn, request->request_id, ERR(INVALID_ARGUMENT), "%s",
+		                     problem);
+		return false;
+	}
+	f->has_reason = req->reason != NULL && req->reason[0] != '\0';
+	f->has_agent = req->agent_id.len == STEMEDB_AGENT_ID_LEN;
+	if (f->has_agent)
+		memcpy(f->agent, req->agent_id.data, STEMEDB_AGENT_ID_LEN);
+	f->has_after = req->after.len == STEMEDB_HASH_LEN;
+	if (f->has_after)
+		memcpy(f->after, req->after.data, STEMEDB_HASH_LEN);
+	return true;
+}
+
+static void reply_quarantine_list(struct ipc_api *api, struct ipc_conn *conn,
+                                  const ipc_envelope *request)
+{
+	ipc_envelope reply = STEMEDB__IPC__V1__ENVELOPE__INIT;
+	Stemedb__Ipc__V1__QuarantineListResponse res =
+	        STEMEDB__IPC__V1__QUARANTINE_LIST_RESPONSE__INIT;
+	Stemedb__Ipc__V1__QuarantineItem *items = NULL, **item_ptrs = NULL;
+	Stemedb__Ipc__V1__QuarantineAgentCount *agents = NULL, **agent_ptrs = NULL;
+	struct quarantine_filter filter;
+	struct quarantine_page page;
+
+	if (!parse_quarantine_filter(conn, request, &filter))
+		return;
+	if (quarantine_list(api->state->store, &filter, &page) != STORE_OK) {
+		ipc_conn_reply_error(conn, request->request_id, ERR(INTERNAL),
+		                     "reading the quarantine failed; see the stemedb-api log");
+		quarantine_page_free(&page);
+		return;
+	}
+	items = calloc(page.count + 1, sizeof(*items));
+	item_ptrs = calloc(page.count + 1, sizeof(*item_ptrs));
+	agents = calloc(page.agent_count + 1, sizeof(*agents));
+	agent_ptrs = calloc(page.agent_count + 1, sizeof(*agent_ptrs));
+	if (items == NULL || item_ptrs == NULL || agents == NULL || agent_ptrs == NULL)
+		abort();
+	for (size_t i = 0; i < page.count; i++) {
+		fill_quarantine_item(&items[i], page.items[i].hash, &page.items[i].entry);
+		item_ptrs[i] = &items[i];
+	}
+	for (size_t i = 0; i < page.agent_count; i++) {
+		stemedb__ipc__v1__quarantine_agent_count__init(&agents[i]);
+		agents[i].agent_id.data = page.agents[i].agent;
+		agents[i].agent_id.len = STEMEDB_AGENT_ID_LEN;
+		agents[i].count = page.agents[i].count;
+		agent_ptrs[i] = &agents[i];
+	}
+	res.n_items = page.count;
+	res.items = item_ptrs;
+	res.n_agents = page.agent_count;
+	res.agents = agent_ptrs;
+	res.total = page.total;
+	if (page.more && page.count > 0) {
+		res.next_after.data = page.items[page.count - 1].hash;
+		res.next_after.len = STEMEDB_HASH_LEN;
+	}
+	reply.request_id = request->request_id;
+	reply.body_case = BODY(QUARANTINE_LIST_RESPONSE);
+	reply.quarantine_list_response = &res;
+	ipc_conn_reply(conn, &reply);
+	free(items);
+	free(item_ptrs);
+	free(agents);
+	free(agent_ptrs);
+	quarantine_page_free(&page);
+}
+
+static void reply_quarantine_decision(struct ipc_api *api, struct ipc_conn *conn,
+                                      const ipc_envelope *request)
+{
+	const Stemedb__Ipc__V1__QuarantineDecisionRequest *req =
+	        request->quarantine_decision_request;
+	struct commit_pipeline *p = pipeline_of(api);
+	ipc_envelope reply = STEMEDB__IPC__V1__ENVELOPE__INIT;
+	Stemedb__Ipc__V1__QuarantineDecisionResponse res =
+	        STEMEDB__IPC__V1__QUARANTINE_DECISION_RESPONSE__INIT;
+	Stemedb__Ipc__V1__QuarantineItem item;
+	struct quarantine_entry entry;
+	char hash_hex[2 * STEMEDB_HASH_LEN + 1];
+
+	if (req->hash.len != STEMEDB_HASH_LEN) {
+		ipc_conn_reply_error(conn, request->request_id, ERR(INVALID_ARGUMENT),
+		                     "hash is %zu bytes long; send the 32-byte assertion hash",
+		                     req->hash.len);
+		return;
+	}
+	if (p == NULL) {
+		ipc_conn_reply_error(conn, request->request_id, ERR(UNAVAILABLE),
+		                     "WAL replay is running or the node is stopping; retry when "
+		                     "the node is ready");
+		return;
+	}
+	hex_encode(req->hash.data, STEMEDB_HASH_LEN, hash_hex);
+	switch (quarantine_decide(p, api->state->store, req->hash.data, req->approve, &entry)) {
+	case QUARANTINE_DECIDED:
+		break;
+	case QUARANTINE_NOT_FOUND:
+		ipc_conn_reply_error(conn, request->request_id, ERR(NOT_FOUND),
+		                     "assertion %s is not in quarantine on this node", hash_hex);
+		return;
+	case QUARANTINE_CONFLICT:
+		ipc_conn_reply_error(conn, request->request_id, ERR(CONFLICT),
+		                     "assertion %s was %s already; a decision is final", hash_hex,
+		                     quarantine_status_name(entry.status));
+		return;
+	case QUARANTINE_FAILED:
+	default:
+		ipc_conn_reply_error(conn, request->request_id, ERR(INTERNAL),
+		                     "storing the decision on assertion %s failed; see the "
+		                     "stemedb-api log",
+		                     hash_hex);
+		return;
+	}
+	fill_quarantine_item(&item, req->hash.data, &entry);
+	res.item = &item;
+	reply.request_id = request->request_id;
+	reply.body_case = BODY(QUARANTINE_DECISION_RESPONSE);
+	reply.quarantine_decision_response = &res;
+	ipc_conn_reply(conn, &reply);
+}
+
 /* ---- dispatch and lifecycle ---- */
 
 static void handle_request(void *ctx, struct ipc_conn *conn, const ipc_envelope *request)
@@ -859,6 +1029,12 @@ static void handle_request(void *ctx, struct ipc_conn *conn, const ipc_envelope 
 	case BODY(BAN_CIRCUIT_BREAKER_REQUEST):
 	case BODY(RESET_CIRCUIT_BREAKER_REQUEST):
 		ipc_breakers_handle(api->state, conn, request);
+		break;
+	case BODY(QUARANTINE_LIST_REQUEST):
+		reply_quarantine_list(api, conn, request);
+		break;
+	case BODY(QUARANTINE_DECISION_REQUEST):
+		reply_quarantine_decision(api, conn, request);
 		break;
 	default:
 		log_warn("api.sock: request type %d from pid %d is not served here",

@@ -20,6 +20,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "commit.h"
+#include "defense.h"
 #include "http_feed.h"
 #include "http_server.h"
 #include "http_util.h"
@@ -203,7 +204,10 @@ static void shutdown_node(struct http_server *server, struct recovery *recovery)
 		log_warn("%llu requests were still open after %d ms; stopping anyway",
 		         (unsigned long long)http_server_in_flight(server), STOP_DRAIN_MS);
 
-	p = atomic_load(&recovery->state->pipeline);
+	/* IPC keeps serving until after this, so take the pipeline away first: a quarantine
+	 * decision that arrives later gets "unavailable" instead of a freed pipeline.
+	 * NOTE: a call that loaded the pointer just before still races with the stop. */
+	p = atomic_exchange(&recovery->state->pipeline, NULL);
 	if (p != NULL)
 		commit_stop(p);
 	http_server_free(server, STOP_FLUSH_MS);
@@ -329,6 +333,14 @@ static int run(struct api_config *cfg)
 	http_metrics_register();
 	protect_register_metrics();
 	ipc_api_register_metrics();
+	defense_metrics_register();
+	/* Before WAL replay, which counts the quarantines it creates on top. */
+	if (defense_count_pending(state.store) != STORE_OK ||
+	    (cfg->defense.enabled && defense_filter_load(state.store) != STORE_OK)) {
+		log_error("reading the content defense state in %s failed; see above", db_path);
+		close_store(&state);
+		return 1;
+	}
 	server = http_server_start(&state, err, sizeof(err));
 	if (server == NULL) {
 		log_error("%s", err);
@@ -351,6 +363,12 @@ static int run(struct api_config *cfg)
 	recovery.options.segment_bytes = cfg->wal_segment_bytes;
 	recovery.options.durability = cfg->durability;
 	recovery.options.sync_interval_ms = cfg->wal_sync_interval_ms;
+	recovery.options.defense = &cfg->defense;
+	log_info("content defense is %s (duplicate similarity %.2f, minimum quality %.2f, "
+	         "untrusted below %.2f, high confidence above %.2f)",
+	         cfg->defense.enabled ? "on" : "off", cfg->defense.duplicate_similarity,
+	         cfg->defense.min_quality, cfg->defense.untrusted_below,
+	         cfg->defense.high_confidence);
 	if (pthread_create(&recovery.thread, NULL, recovery_main, &recovery) != 0) {
 		log_error("pthread_create failed for the WAL replay thread");
 		ipc_api_stop(ipc);

@@ -643,9 +643,9 @@ static void batch_put(struct store_batch *b, enum store_cf cf, const void *key, 
 	buf_append(&b->ops, value, value_len);
 }
 
-void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
-                               const struct assertion *a, const struct hlc_stamp *hlc,
-                               const uint8_t *envelope, size_t envelope_len)
+/* Puts the sp_index entry and the view keys of an assertion, not its record. */
+static void batch_put_index_keys(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                                 const struct assertion *a, const struct hlc_stamp *hlc)
 {
 	struct candidate c;
 	struct buf key;
@@ -661,13 +661,80 @@ void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB
 	buf_append(&key, hash, STEMEDB_HASH_LEN);
 	encode_candidate(&c, &value);
 
-	batch_put(b, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, envelope, envelope_len);
 	batch_put(b, CF_SP_INDEX, key.data, key.len, value.data, value.len);
 	batch_put_view_keys(b, hash, a, hlc);
 
 	free(c.object.text);
 	buf_free(&key);
 	buf_free(&value);
+}
+
+void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
+                               const struct assertion *a, const struct hlc_stamp *hlc,
+                               const uint8_t *envelope, size_t envelope_len)
+{
+	batch_put(b, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, envelope, envelope_len);
+	batch_put_index_keys(b, hash, a, hlc);
+}
+
+void store_batch_put_assertion_unindexed(struct store_batch *b,
+                                         const uint8_t hash[STEMEDB_HASH_LEN],
+                                         const uint8_t *envelope, size_t envelope_len)
+{
+	batch_put(b, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, envelope, envelope_len);
+}
+
+void store_batch_put_protect(struct store_batch *b, const void *key, size_t key_len,
+                             const void *value, size_t value_len)
+{
+	batch_put(b, CF_PROTECT, key, key_len, value, value_len);
+}
+
+enum store_result store_batch_put_index(struct store *s, struct store_batch *b,
+                                        const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	struct assertion a;
+	struct hlc_stamp hlc;
+	struct buf envelope;
+	enum store_result rc;
+
+	assertion_init(&a);
+	buf_init(&envelope);
+	rc = store_get_envelope(s, hash, &envelope);
+	if (rc == STORE_OK && !assertion_decode_envelope(envelope.data, envelope.len, &a, &hlc)) {
+		log_error("a stored assertion in %s does not decode, so it cannot be indexed",
+		          s->path);
+		rc = STORE_ERROR;
+	}
+	if (rc == STORE_OK)
+		batch_put_index_keys(b, hash, &a, &hlc);
+	assertion_free(&a);
+	buf_free(&envelope);
+	return rc;
+}
+
+enum store_result store_quarantine_indexable(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
+                                             bool *indexable)
+{
+	uint8_t key[1 + STEMEDB_HASH_LEN];
+	rocksdb_pinnableslice_t *slice;
+	enum store_result rc;
+	const char *value;
+	size_t len;
+
+	key[0] = STORE_PROTECT_QUARANTINE;
+	memcpy(key + 1, hash, STEMEDB_HASH_LEN);
+	*indexable = true;
+	rc = get_pinned(s, CF_PROTECT, key, sizeof(key), &slice);
+	if (rc == STORE_NOT_FOUND)
+		return STORE_OK;
+	if (rc != STORE_OK)
+		return rc;
+	value = rocksdb_pinnableslice_value(slice, &len);
+	*indexable = len > STORE_QUARANTINE_STATUS_AT &&
+	             (uint8_t)value[STORE_QUARANTINE_STATUS_AT] == STORE_QUARANTINE_APPROVED;
+	rocksdb_pinnableslice_destroy(slice);
+	return STORE_OK;
 }
 
 void store_batch_set_cursor(struct store_batch *b, uint64_t cursor)
@@ -730,6 +797,27 @@ enum store_result store_batch_commit(struct store *s, struct store_batch *b,
 	}
 
 	atomic_fetch_add(&s->assertion_count, new_assertions);
+	return STORE_OK;
+}
+
+enum store_result store_batch_commit_durable(struct store *s, struct store_batch *b, char *err,
+                                             size_t err_size)
+{
+	rocksdb_writebatch_t *wb = build_writebatch(s, b);
+	rocksdb_writeoptions_t *options = rocksdb_writeoptions_create();
+	char *error = NULL;
+
+	rocksdb_writeoptions_set_sync(options, 1);
+	rocksdb_write(s->db, options, wb, &error);
+	rocksdb_writeoptions_destroy(options);
+	rocksdb_writebatch_destroy(wb);
+	if (error != NULL) {
+		set_err(err, err_size, "rocksdb_write() of a synced batch to %s failed: %s",
+		        s->path, error);
+		log_error("rocksdb_write() of a synced batch to %s failed: %s", s->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
 	return STORE_OK;
 }
 
@@ -988,8 +1076,17 @@ static enum store_result rebuild_put_all(struct store *s, _Atomic uint64_t *done
 		const uint8_t *hash = (const uint8_t *)rocksdb_iter_key(it, &hash_len);
 		const uint8_t *envelope = (const uint8_t *)rocksdb_iter_value(it, &len);
 
+		bool indexable = true;
+
 		buf_reset(&key);
 		buf_reset(&value);
+		if (hash_len == STEMEDB_HASH_LEN &&
+		    store_quarantine_indexable(s, hash, &indexable) != STORE_OK) {
+			rc = STORE_ERROR;
+			break;
+		}
+		if (!indexable)
+			continue;
 		if (hash_len != STEMEDB_HASH_LEN ||
 		    !index_entry(envelope, len, hash, &key, &value, views)) {
 			log_error(
@@ -1029,7 +1126,10 @@ static bool index_key_current(struct store *s, const uint8_t *key, size_t key_le
 	size_t len;
 	bool current;
 
+	bool indexable = false;
+
 	if (key_len < STORE_INDEX_SUFFIX_LEN ||
+	    store_quarantine_indexable(s, hash, &indexable) != STORE_OK || !indexable ||
 	    get_pinned(s, CF_ASSERTIONS, hash, STEMEDB_HASH_LEN, &slice) != STORE_OK) {
 		return false;
 	}
@@ -1423,8 +1523,16 @@ static void batch_put_cosignature(struct store *s, struct store_batch *b, const 
 		goto done;
 
 	/* Rewrites the envelope and the sp_index entry and adds the co-signer's agent view
-	 * key; the other view keys are written again unchanged. */
-	store_batch_put_assertion(b, cs->assertion_hash, &a, &hlc, envelope.data, envelope.len);
+	 * key; the other view keys are written again unchanged. An assertion held in
+	 * quarantine gets only the new envelope, so the co-signature does not index it. */
+	bool indexable = true;
+
+	if (store_quarantine_indexable(s, cs->assertion_hash, &indexable) == STORE_OK && !indexable)
+		store_batch_put_assertion_unindexed(b, cs->assertion_hash, envelope.data,
+		                                    envelope.len);
+	else
+		store_batch_put_assertion(b, cs->assertion_hash, &a, &hlc, envelope.data,
+		                          envelope.len);
 	batch_remember_rewritten(b, cs->assertion_hash, &envelope);
 
 done:
@@ -1782,4 +1890,56 @@ enum store_result store_protect_scan(struct store *s, const void *prefix, size_t
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(options);
 	return rc;
+}
+
+struct store_protect_view {
+	struct store *store;
+	rocksdb_readoptions_t *options;
+	rocksdb_iterator_t *it;
+};
+
+struct store_protect_view *store_protect_view_new(struct store *s)
+{
+	struct store_protect_view *v = calloc(1, sizeof(*v));
+
+	if (v == NULL)
+		abort();
+	v->store = s;
+	v->options = rocksdb_readoptions_create();
+	v->it = rocksdb_create_iterator_cf(s->db, v->options, s->cf[CF_PROTECT]);
+	return v;
+}
+
+void store_protect_view_free(struct store_protect_view *v)
+{
+	if (v == NULL)
+		return;
+	rocksdb_iter_destroy(v->it);
+	rocksdb_readoptions_destroy(v->options);
+	free(v);
+}
+
+enum store_result store_protect_view_scan(struct store_protect_view *v, const void *prefix,
+                                          size_t prefix_len, store_key_fn fn, void *ctx)
+{
+	char *error = NULL;
+
+	for (rocksdb_iter_seek(v->it, prefix, prefix_len); rocksdb_iter_valid(v->it);
+	     rocksdb_iter_next(v->it)) {
+		size_t key_len, value_len;
+		const char *key = rocksdb_iter_key(v->it, &key_len);
+		const char *value = rocksdb_iter_value(v->it, &value_len);
+
+		if (key_len < prefix_len || memcmp(key, prefix, prefix_len) != 0)
+			break;
+		if (!fn(ctx, (const uint8_t *)key, key_len, (const uint8_t *)value, value_len))
+			break;
+	}
+	rocksdb_iter_get_error(v->it, &error);
+	if (error != NULL) {
+		log_error("scanning protection state in %s failed: %s", v->store->path, error);
+		rocksdb_free(error);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
 }

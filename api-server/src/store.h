@@ -61,11 +61,38 @@ void store_batch_clear(struct store_batch *b);
 void store_batch_put_assertion(struct store_batch *b, const uint8_t hash[STEMEDB_HASH_LEN],
                                const struct assertion *a, const struct hlc_stamp *hlc,
                                const uint8_t *envelope, size_t envelope_len);
+/* Puts only the assertion record, without its sp_index and view keys, so that no lens,
+ * feed or trace finds it (a quarantined assertion). */
+void store_batch_put_assertion_unindexed(struct store_batch *b,
+                                         const uint8_t hash[STEMEDB_HASH_LEN],
+                                         const uint8_t *envelope, size_t envelope_len);
+/* Puts the sp_index and view keys of a stored assertion, read from s, but not its
+ * record: after a crash that loses the record, WAL replay stores it again. */
+enum store_result store_batch_put_index(struct store *s, struct store_batch *b,
+                                        const uint8_t hash[STEMEDB_HASH_LEN]);
+/* Puts one key of the protect column family, applied with the rest of the batch. */
+void store_batch_put_protect(struct store_batch *b, const void *key, size_t key_len,
+                             const void *value, size_t value_len);
 void store_batch_set_cursor(struct store_batch *b, uint64_t cursor);
 /* Applies the batch. new_assertions is how many of the put assertions were not stored
  * before; the caller (the single writer) has checked that, and it updates the count. */
 enum store_result store_batch_commit(struct store *s, struct store_batch *b,
                                      uint64_t new_assertions, char *err, size_t err_size);
+
+/* Applies the batch through RocksDB's WAL and syncs it before returning, for changes
+ * that no StemeDB WAL record carries (quarantine decisions). */
+enum store_result store_batch_commit_durable(struct store *s, struct store_batch *b, char *err,
+                                             size_t err_size);
+
+/* Quarantine state that the store itself reads: 'q' || hash in the protect family,
+ * whose value has the status at byte STORE_QUARANTINE_STATUS_AT (0 pending,
+ * 1 approved, 2 rejected). defense.h defines the rest of the value. */
+#define STORE_PROTECT_QUARANTINE   'q'
+#define STORE_QUARANTINE_STATUS_AT 2
+#define STORE_QUARANTINE_APPROVED  1
+/* STORE_OK with *indexable false when hash has a pending or rejected quarantine entry. */
+enum store_result store_quarantine_indexable(struct store *s, const uint8_t hash[STEMEDB_HASH_LEN],
+                                             bool *indexable);
 
 /* Flushes memtables so that everything applied so far survives without the WAL. */
 enum store_result store_flush(struct store *s, char *err, size_t err_size);
@@ -91,7 +118,8 @@ enum store_result store_compact(struct store *s);
 enum store_result store_checkpoint(struct store *s, const char *dir, uint64_t *cursor,
                                    uint64_t *count, char *err, size_t err_size);
 
-/* Rewrites the sp_index entry of every stored assertion in batches, then deletes every
+/* Rewrites the sp_index entry of every stored assertion that is not in quarantine
+ * (pending or rejected) in batches, then deletes every
  * index key that no stored assertion produces. Concurrent commits stay correct, because
  * they write an assertion and its index key in one batch and both phases only write
  * what the stored assertions imply. *done counts the assertions indexed so far. */
@@ -229,5 +257,14 @@ enum store_result store_protect_get(struct store *s, const void *key, size_t key
 /* Visits the keys that start with prefix, in key order, until fn returns false. */
 enum store_result store_protect_scan(struct store *s, const void *prefix, size_t prefix_len,
                                      store_key_fn fn, void *ctx);
+
+/* A read view of the protect family for many prefix scans in a row: one RocksDB
+ * iterator, created once, so each scan costs a seek instead of an iterator. It shows
+ * the family as it was at store_protect_view_new, not later writes. */
+struct store_protect_view;
+struct store_protect_view *store_protect_view_new(struct store *s);
+void store_protect_view_free(struct store_protect_view *v);
+enum store_result store_protect_view_scan(struct store_protect_view *v, const void *prefix,
+                                          size_t prefix_len, store_key_fn fn, void *ctx);
 
 #endif

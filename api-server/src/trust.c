@@ -99,6 +99,28 @@ enum store_result trust_of_agent(struct store *s, const uint8_t agent[STEMEDB_AG
 	return rc;
 }
 
+enum store_result trust_of_agent_at(struct store *s, const uint8_t agent[STEMEDB_AGENT_ID_LEN],
+                                    uint64_t at, double *trust)
+{
+	uint8_t prefix[1 + STEMEDB_AGENT_ID_LEN];
+	struct store_scan scan = {
+	        .family = STORE_INDEX_VIEWS, .prefix = prefix, .prefix_len = sizeof(prefix)};
+	struct outcome_list list = {0};
+	enum store_result rc;
+	size_t kept = 0;
+
+	prefix[0] = STORE_VIEW_TRUST_OUTCOME;
+	memcpy(prefix + 1, agent, STEMEDB_AGENT_ID_LEN);
+	rc = store_index_scan(s, &scan, collect_outcome, &list);
+
+	/* Keys sort by timestamp, so the outcomes up to at are a prefix of the list. */
+	while (kept < list.count && list.items[kept].timestamp <= at)
+		kept++;
+	*trust = trust_fold(list.items, kept, at);
+	free(list.items);
+	return rc;
+}
+
 double trust_lens_lookup(void *store, const uint8_t agent[STEMEDB_AGENT_ID_LEN])
 {
 	struct trust_summary summary;

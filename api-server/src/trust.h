@@ -34,6 +34,11 @@ struct trust_summary {
 enum store_result trust_of_agent(struct store *s, const uint8_t agent[STEMEDB_AGENT_ID_LEN],
                                  uint64_t now, struct trust_summary *out);
 
+/* Folds only the outcomes with a timestamp up to at (Unix seconds) at time at, so the
+ * result for a past instant does not change when later outcomes are recorded. */
+enum store_result trust_of_agent_at(struct store *s, const uint8_t agent[STEMEDB_AGENT_ID_LEN],
+                                    uint64_t at, double *trust);
+
 /* lens_trust_fn over a struct store: the agent's trust now, 0.5 on a storage error. */
 double trust_lens_lookup(void *store, const uint8_t agent[STEMEDB_AGENT_ID_LEN]);
 

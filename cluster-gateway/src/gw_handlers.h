@@ -29,4 +29,8 @@ void gw_handle_admin_api_key_revoke(struct gw_request *r);
  * 403. */
 void gw_check_admin_api_key(struct gw_request *r, const char *api_key);
 
+/* gw_quarantine.c; the list reads its own query string */
+void gw_handle_admin_quarantine_list(struct gw_request *r);
+void gw_handle_admin_quarantine_decision(struct gw_request *r);
+
 #endif

@@ -72,6 +72,11 @@ static const struct route routes[GW_ROUTE_UNMATCHED] = {
                                         gw_handle_admin_breaker_ban, "/ban"},
         [GW_ROUTE_ADMIN_BREAKER_RESET] = {"/v1/admin/circuit_breakers/", EVHTTP_REQ_POST, "POST",
                                           gw_handle_admin_breaker_reset, "/reset"},
+        [GW_ROUTE_ADMIN_QUARANTINE] = {"/v1/admin/quarantine", EVHTTP_REQ_GET, "GET",
+                                       gw_handle_admin_quarantine_list},
+        [GW_ROUTE_ADMIN_QUARANTINE_DECISION] = {"/v1/admin/quarantine/{hash}/{decision}",
+                                                EVHTTP_REQ_POST, "POST",
+                                                gw_handle_admin_quarantine_decision},
 };
 
 static const char *const route_labels[GW_ROUTE_COUNT] = {
@@ -89,6 +94,8 @@ static const char *const route_labels[GW_ROUTE_COUNT] = {
         [GW_ROUTE_ADMIN_BREAKERS] = "/v1/admin/circuit_breakers",
         [GW_ROUTE_ADMIN_BREAKER_BAN] = "/v1/admin/circuit_breakers/{agent_id}/ban",
         [GW_ROUTE_ADMIN_BREAKER_RESET] = "/v1/admin/circuit_breakers/{agent_id}/reset",
+        [GW_ROUTE_ADMIN_QUARANTINE] = "/v1/admin/quarantine",
+        [GW_ROUTE_ADMIN_QUARANTINE_DECISION] = "/v1/admin/quarantine/{hash}/{decision}",
         [GW_ROUTE_UNMATCHED] = "unmatched",
 };
 
@@ -276,6 +283,21 @@ bool gw_reject_unknown_fields(struct gw_request *r, json_t *body, const char *co
 	return true;
 }
 
+/* True for /v1/admin/quarantine/{64 hex}/approve or /reject. */
+static bool is_quarantine_decision_path(const char *path)
+{
+	static const char prefix[] = "/v1/admin/quarantine/";
+	const char *rest;
+	size_t hex_len;
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	rest = path + sizeof(prefix) - 1;
+	hex_len = strspn(rest, "0123456789abcdefABCDEF");
+	return hex_len == 64 &&
+	       (strcmp(rest + hex_len, "/approve") == 0 || strcmp(rest + hex_len, "/reject") == 0);
+}
+
 /* Matches prefix, a non-empty parameter without '/', then suffix. */
 static bool path_with_parameter(const struct route *route, const char *path)
 {
@@ -294,6 +316,8 @@ static enum gw_route find_route(const char *path, enum evhttp_cmd_type method)
 {
 	enum gw_route first = GW_ROUTE_UNMATCHED;
 
+	if (is_quarantine_decision_path(path))
+		return GW_ROUTE_ADMIN_QUARANTINE_DECISION;
 	for (int i = 0; i < GW_ROUTE_UNMATCHED; i++) {
 		if (routes[i].suffix != NULL ? !path_with_parameter(&routes[i], path)
 		                             : strcmp(routes[i].path, path) != 0)
@@ -427,7 +451,7 @@ void gw_dispatch(struct gw_request *r)
 		               allowed_methods(r->route));
 		return;
 	}
-	if (evhttp_uri_get_query(uri) != NULL) {
+	if (evhttp_uri_get_query(uri) != NULL && r->route != GW_ROUTE_ADMIN_QUARANTINE) {
 		gw_reply_error(r, 400, "unknown_parameter", NULL,
 		               "%s takes no query parameters; remove the query string", path);
 		return;

@@ -92,6 +92,11 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_QUOTA_KIB_COST",
         "STEMEDB_TRUST_AUTHORITY_KEYS",
         "STEMEDB_ADMIN_SIGNING_KEY_FILE",
+        "STEMEDB_CONTENT_DEFENSE_ENABLED",
+        "STEMEDB_DEFENSE_DUPLICATE_SIMILARITY",
+        "STEMEDB_DEFENSE_MIN_QUALITY",
+        "STEMEDB_DEFENSE_UNTRUSTED_BELOW",
+        "STEMEDB_DEFENSE_HIGH_CONFIDENCE",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };

@@ -106,6 +106,9 @@ class Node:
                 # protection layers are off unless a test's env turns them on.
                 "STEMEDB_AUTH_ENABLED": "false",
                 "STEMEDB_RATE_LIMIT_ENABLED": "false",
+                # Older tests post the same claim from many agents on purpose; tests
+                # of content defense turn it on in env.
+                "STEMEDB_CONTENT_DEFENSE_ENABLED": "false",
             }
         )
         # The older tests send many writes from new agents and bad requests on

@@ -216,7 +216,8 @@ def test_bad_options_exit_2(tmp_path, args, message):
     assert message in result.stderr, f"stderr: {result.stderr}"
 
 
-@pytest.mark.parametrize("command", ["keygen", "assert", "query", "skeptic", "health", "import"])
+@pytest.mark.parametrize(
+    "command", ["keygen", "assert", "query", "skeptic", "health", "import", "quarantine"])
 def test_help_per_command(command):
     result = run_ctl(command, "--help")
 

@@ -104,7 +104,8 @@ def test_batch_empty(shared_node):
     response = shared_node.post("/v1/assert/batch", json={"assertions": []})
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"results": [], "created": 0, "existing": 0, "rejected": 0}
+    assert response.json() == {
+        "results": [], "created": 0, "existing": 0, "rejected": 0, "quarantined": 0}
 
 
 def test_agent_ids_in_candidates(shared_node, subject):

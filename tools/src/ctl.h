@@ -89,6 +89,9 @@ int ctl_cmd_import(struct ctl_http *http, int argc, char **argv);
 /* ctl_breakers.c: works over api.sock, not HTTP. */
 int ctl_cmd_breakers(int argc, char **argv);
 
+/* ctl_quarantine.c: list, approve or reject quarantined assertions over api.sock. */
+int ctl_cmd_quarantine(int argc, char **argv);
+
 /* ctl_format.c: shared output helpers. */
 /* Writes {"type","value"} as readable text: "Sucre", 1098581, true, ->ref. */
 void ctl_format_value(const json_t *object, char *out, size_t out_size);

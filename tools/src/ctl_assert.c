@@ -17,7 +17,7 @@ static const char assert_help[] =
         "usage: stemedb-ctl assert --key FILE --subject S --predicate P VALUE [OPTIONS]\n"
         "\n"
         "Signs one assertion with the agent key in FILE and writes it. Prints the\n"
-        "assertion hash and \"created\" or \"exists\".\n"
+        "assertion hash and \"created\" or \"exists\", or \"quarantined\" and the reason.\n"
         "\n"
         "VALUE, exactly one of:\n"
         "  --text V            text value (UTF-8)\n"
@@ -216,7 +216,8 @@ static int post_assertion(struct ctl_http *http, const json_t *body, const char 
 	int exit_status = CTL_EXIT_OK;
 
 	ctl_http_request(http, "POST", "/v1/assert", NULL, body, &resp);
-	if (resp.status != 200 && resp.status != 201) {
+	/* 202: stored in quarantine by content defense, printed with its reason. */
+	if (resp.status != 200 && resp.status != 201 && resp.status != 202) {
 		exit_status = ctl_report_failure("assert", &resp);
 		goto done;
 	}
@@ -230,7 +231,13 @@ static int post_assertion(struct ctl_http *http, const json_t *body, const char 
 	if (strcmp(hash, local_hash) != 0)
 		ctl_error("warning: the server stored hash %s but the local hash is %s", hash,
 		          local_hash);
-	printf("%s %s\n", hash, status);
+	if (resp.status == 202)
+		printf("%s %s %s\n", hash, status,
+		       json_string_value(json_object_get(resp.body, "reason")) != NULL
+		               ? json_string_value(json_object_get(resp.body, "reason"))
+		               : "unknown");
+	else
+		printf("%s %s\n", hash, status);
 
 done:
 	ctl_response_free(&resp);

@@ -100,6 +100,7 @@ struct import_run {
 	size_t created;
 	size_t existing;
 	size_t rejected;
+	size_t quarantined; /* stored but held back from the index by content defense */
 	size_t skipped;
 	size_t without_subject;
 	json_t *subject_examples; /* first reasons why a record had no subject */
@@ -269,6 +270,8 @@ static void apply_result(struct import_run *run, const json_t *result, size_t i)
 		run->created++;
 	else if (status != NULL && strcmp(status, "exists") == 0)
 		run->existing++;
+	else if (status != NULL && strcmp(status, "quarantined") == 0)
+		run->quarantined++;
 	else {
 		record_rejection(run, origin->record, origin->subject, origin->predicate,
 		                 code != NULL ? code : "unknown",
@@ -534,6 +537,10 @@ static void print_summary(const struct import_run *run)
 	       json_array_size(run->records), run->built);
 	printf("created %zu, existing %zu, rejected %zu, skipped %zu\n", run->created,
 	       run->existing, run->rejected, run->skipped);
+	if (run->quarantined > 0)
+		printf("quarantined %zu (stored, not indexed until an admin approves them; see "
+		       "docs/protection.md)\n",
+		       run->quarantined);
 	print_counts("skipped (field missing or empty, or no subject) by predicate", run->skips);
 	if (run->without_subject > 0) {
 		size_t i;

@@ -28,6 +28,7 @@ static const char usage_text[] =
         "  ipc       call stemedb-api over api.sock (stats, ready, get, subscribe, ...)\n"
         "  keys      create, list and revoke API keys over api.sock\n"
         "  breakers  list, ban or reset per-agent circuit breakers over api.sock\n"
+        "  quarantine  list, approve or reject quarantined assertions over api.sock\n"
         "\n"
         "Options:\n"
         "  --url URL   server base URL (default $STEMEDB_API_URL, else " CTL_DEFAULT_URL ")\n"
@@ -62,8 +63,10 @@ static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
 } local_commands[] = {
-        {"backup", ctl_cmd_backup}, {"verify", ctl_cmd_verify}, {"restore", ctl_cmd_restore},
-        {"ipc", ctl_cmd_ipc},       {"keys", ctl_cmd_apikeys},  {"breakers", ctl_cmd_breakers},
+        {"backup", ctl_cmd_backup},         {"verify", ctl_cmd_verify},
+        {"restore", ctl_cmd_restore},       {"ipc", ctl_cmd_ipc},
+        {"keys", ctl_cmd_apikeys},          {"breakers", ctl_cmd_breakers},
+        {"quarantine", ctl_cmd_quarantine},
 };
 
 static int run_http_command(http_command_fn run, const char *url, int argc, char **argv)
