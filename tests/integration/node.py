@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 
+import nacl.signing
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,6 +30,28 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Operator key that signs trust outcome records in tests: every Node trusts it unless a
+# test sets STEMEDB_TRUST_AUTHORITY_KEYS, and every Gateway signs with it unless a test
+# sets STEMEDB_ADMIN_SIGNING_KEY_FILE (an empty value leaves the gateway without a key).
+TEST_OPERATOR_SEED = bytes([7]) * 32
+
+
+def test_operator_public_key():
+    """Return the hex public key of the test operator key."""
+    return nacl.signing.SigningKey(TEST_OPERATOR_SEED).verify_key.encode().hex()
+
+
+def write_test_operator_key(directory):
+    """Write the test operator key in the `stemedb-ctl keygen` format; return its path."""
+    path = os.path.join(str(directory), "test-operator.key")
+    if not os.path.exists(path):
+        with open(path, "w", encoding="utf-8") as key_file:
+            json.dump({"agent_id": test_operator_public_key(), "seed": TEST_OPERATOR_SEED.hex()},
+                      key_file)
+        os.chmod(path, 0o600)
+    return path
 
 
 PROTECTION_OFF = {
@@ -109,6 +132,7 @@ class Node:
                 # Older tests post the same claim from many agents on purpose; tests
                 # of content defense turn it on in env.
                 "STEMEDB_CONTENT_DEFENSE_ENABLED": "false",
+                "STEMEDB_TRUST_AUTHORITY_KEYS": test_operator_public_key(),
             }
         )
         # The older tests send many writes from new agents and bad requests on

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from claims import BASE_TIME, signed, text
-from node import Node, build_dir, free_port
+from node import Node, build_dir, free_port, write_test_operator_key
 
 TOKEN = "gateway-test-token-0123456789abcdef"
 ADMIN_PATHS = [
@@ -48,6 +48,8 @@ class Gateway:
         )
         if self.token is not None:
             env["STEMEDB_ADMIN_TOKEN"] = self.token
+        env["STEMEDB_ADMIN_SIGNING_KEY_FILE"] = write_test_operator_key(
+            os.path.dirname(self.node.data_dir.rstrip("/")))
         env.update(self.extra_env)
         return env
 

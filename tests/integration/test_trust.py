@@ -248,7 +248,7 @@ def test_trust_outcome_point_in_time_restore(tmp_path):
 
 
 def test_trust_outcome_without_signing_key(trust_node):
-    gw = Gateway(trust_node).start()
+    gw = Gateway(trust_node, env={"STEMEDB_ADMIN_SIGNING_KEY_FILE": ""}).start()
     try:
         response = gw.post("/v1/admin/trust/outcome",
                            json={"agent_id": "ab" * 32, "outcome": "accurate"})
