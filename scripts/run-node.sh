@@ -19,8 +19,8 @@ if [ -z "${STEMEDB_WAL_ARCHIVE_DIR:-}" ] && [ -z "${STEMEDB_WAL_ARCHIVE_COMMAND:
   export STEMEDB_WAL_ARCHIVE_DIR="$STEMEDB_DATA_DIR/archive"
 fi
 export STEMEDB_WAL_ARCHIVE=${STEMEDB_WAL_ARCHIVE:-true}
-# Trust outcomes are records signed by an operator key that the gateway holds and
-# stemedb-api trusts. Create one beside the data on first run, unless both sides are
+# Trust outcomes are records that the gateway signs with an operator key and that
+# stemedb-api accepts. Create the key beside the data on first run, unless both sides are
 # configured already.
 if [ -z "${STEMEDB_ADMIN_SIGNING_KEY_FILE:-}" ] && [ -z "${STEMEDB_TRUST_AUTHORITY_KEYS:-}" ]; then
   operator_key="$STEMEDB_DATA_DIR/operator.key"
