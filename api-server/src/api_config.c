@@ -225,11 +225,51 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                0,
 	                                0,
 	                                NULL,
-	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
+	                                "host:port of an extra HTTP/2 (h2c) listener (default: "
+	                                "none; the API port serves HTTP/2 as well)"};
+	o[n++] = (struct config_option){"STEMEDB_TLS_CERT_FILE",
+	                                "tls-cert-file",
+	                                CONFIG_STRING,
+	                                &cfg->tls_cert_file,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "PEM certificate chain; with TLS_KEY_FILE the API port "
+	                                "serves TLS 1.3 only"};
+	o[n++] = (struct config_option){"STEMEDB_TLS_KEY_FILE",
+	                                "tls-key-file",
+	                                CONFIG_STRING,
+	                                &cfg->tls_key_file,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "PEM private key of TLS_CERT_FILE, unencrypted"};
+	o[n++] = (struct config_option){"STEMEDB_MAX_CONNECTIONS_PER_CLIENT",
+	                                "max-connections-per-client",
+	                                CONFIG_UINT,
+	                                &cfg->max_connections_per_client,
+	                                "64",
+	                                0,
+	                                1000000,
+	                                NULL,
+	                                "open connections allowed per client IP address (0: no "
+	                                "limit)"};
+	o[n++] = (struct config_option){"STEMEDB_ALLOWED_ORIGINS",
+	                                "allowed-origins",
+	                                CONFIG_STRING,
+	                                &cfg->allowed_origins,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "comma-separated origins allowed by CORS, or * (default: "
+	                                "no CORS headers)"};
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX 24
+#define API_CONFIG_OPTION_MAX 32
 
 /* Derives the values that depend on others: enums from their names, the WAL directory
  * from the data directory, the thread count from the CPU count. */

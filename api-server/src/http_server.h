@@ -45,6 +45,10 @@ struct http_call {
 	const char *path;        /* raw request path, percent-encoded */
 	const char *query;       /* raw query string or NULL */
 	bool shutting_down;      /* the worker takes no new writes: stop has begun */
+	/* Numeric IP address of the client: the TCP peer, or for a stream forwarded by
+	 * the HTTP/2 side the peer of the HTTP/2 connection. Per-client limits key on it. */
+	char client[64];
+	bool via_http2; /* forwarded by the HTTP/2 side over the internal listener */
 
 	/* Set by a handler that waits for the commit pipeline: called on the worker
 	 * thread once the writer has completed every request of this call. */

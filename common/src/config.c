@@ -56,6 +56,9 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_AUDIT_RETENTION_DAYS",
         "STEMEDB_AUDIT_RETENTION_SECONDS",
         "STEMEDB_HTTP2_LISTEN",
+        "STEMEDB_TLS_CERT_FILE",
+        "STEMEDB_TLS_KEY_FILE",
+        "STEMEDB_MAX_CONNECTIONS_PER_CLIENT",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };
