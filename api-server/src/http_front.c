@@ -59,8 +59,10 @@ struct front_conn {
 	struct event *admit_event;
 	struct event *deadline_event;
 	struct event *close_event;
-	struct event *write_event; /* moves evhttp's output to the socket */
-	short close_reason;        /* BEV_EVENT_* passed to evhttp by close_event */
+	struct event *write_event;   /* moves evhttp's output to the socket */
+	struct event *written_event; /* tells evhttp that the socket took its output */
+	bool write_pending;          /* output moved, evhttp not told yet */
+	short close_reason;          /* BEV_EVENT_* passed to evhttp by close_event */
 	struct front_conn *next;
 };
 
@@ -437,6 +439,46 @@ static void on_write_event(evutil_socket_t fd, short events, void *arg)
 	bufferevent_flush(conn->filter, EV_WRITE, BEV_NORMAL);
 }
 
+/* Moves evhttp's output to the socket bufferevent. The filter would tell evhttp that
+ * the write is complete as soon as the bytes are moved, and evhttp closes a
+ * "Connection: close" connection at that point, losing what the socket had not sent
+ * yet. So the move reports BEV_NEED_MORE, and on_underlying_drained tells evhttp
+ * once the socket bufferevent's output is empty. */
+static enum bufferevent_filter_result conn_output(struct evbuffer *src, struct evbuffer *dst,
+                                                  ev_ssize_t limit,
+                                                  enum bufferevent_flush_mode mode, void *arg)
+{
+	struct front_conn *conn = arg;
+
+	(void)limit;
+	(void)mode;
+	if (evbuffer_get_length(src) == 0)
+		return BEV_OK;
+	evbuffer_add_buffer(dst, src);
+	conn->write_pending = true;
+	return BEV_NEED_MORE;
+}
+
+static void on_underlying_drained(struct evbuffer *buffer, const struct evbuffer_cb_info *info,
+                                  void *arg)
+{
+	struct front_conn *conn = arg;
+
+	if (info->n_deleted > 0 && evbuffer_get_length(buffer) == 0 && conn->write_pending) {
+		conn->write_pending = false;
+		event_active(conn->written_event, EV_TIMEOUT, 0);
+	}
+}
+
+static void on_written_event(evutil_socket_t fd, short events, void *arg)
+{
+	struct front_conn *conn = arg;
+
+	(void)fd;
+	(void)events;
+	bufferevent_trigger(conn->filter, EV_WRITE, 0);
+}
+
 static void conn_free(void *arg)
 {
 	struct front_conn *conn = arg;
@@ -448,6 +490,7 @@ static void conn_free(void *arg)
 	event_free(conn->deadline_event);
 	event_free(conn->close_event);
 	event_free(conn->write_event);
+	event_free(conn->written_event);
 	free(conn);
 }
 
@@ -476,13 +519,16 @@ static struct bufferevent *front_new_bufferevent(struct event_base *base, void *
 	conn->deadline_event = evtimer_new(base, on_deadline, conn);
 	conn->close_event = evtimer_new(base, on_close_event, conn);
 	conn->write_event = event_new(base, -1, 0, on_write_event, conn);
+	conn->written_event = event_new(base, -1, 0, on_written_event, conn);
 	if (conn->underlying == NULL || conn->admit_event == NULL || conn->deadline_event == NULL ||
-	    conn->close_event == NULL || conn->write_event == NULL)
+	    conn->close_event == NULL || conn->write_event == NULL || conn->written_event == NULL)
 		abort();
-	conn->filter = bufferevent_filter_new(conn->underlying, conn_input, NULL,
+	conn->filter = bufferevent_filter_new(conn->underlying, conn_input, conn_output,
 	                                      BEV_OPT_CLOSE_ON_FREE, conn_free, conn);
 	if (conn->filter == NULL ||
-	    evbuffer_add_cb(bufferevent_get_output(conn->filter), on_output_added, conn) == NULL)
+	    evbuffer_add_cb(bufferevent_get_output(conn->filter), on_output_added, conn) == NULL ||
+	    evbuffer_add_cb(bufferevent_get_output(conn->underlying), on_underlying_drained,
+	                    conn) == NULL)
 		abort();
 
 	bucket = hash_pointer(conn->filter);

@@ -1009,14 +1009,15 @@ void http_server_free(struct http_server *server, uint64_t grace_ms)
 			evhttp_free(w->http);
 		if (w->internal_http != NULL)
 			evhttp_free(w->internal_http);
-		if (w->front != NULL)
-			http_front_worker_free(w->front);
 		if (w->resume_event != NULL)
 			event_free(w->resume_event);
 		if (w->stop_event != NULL)
 			event_free(w->stop_event);
 		if (w->base != NULL)
 			event_base_free(w->base);
+		/* Freed after the base, whose finalizers free the filters that use it. */
+		if (w->front != NULL)
+			http_front_worker_free(w->front);
 		free(w->connections.slots);
 		pthread_mutex_destroy(&w->resume_lock);
 	}
