@@ -26,6 +26,8 @@
 #define FRONT_CLIENT_MAX  64
 #define CLIENT_BUCKETS    4096
 #define CONN_BUCKETS      1024
+/* Bytes moved to the socket bufferevent at a time; the rest waits in the filter. */
+#define FRONT_WRITE_SLICE (64 * 1024)
 
 /* Connections open per client address, shared by every worker. */
 struct client_entry {
@@ -62,6 +64,10 @@ struct front_conn {
 	struct event *write_event;   /* moves evhttp's output to the socket */
 	struct event *written_event; /* tells evhttp that the socket took its output */
 	bool write_pending;          /* output moved, evhttp not told yet */
+	bool close_when_drained;     /* the front's own reply is being sent */
+	size_t head_bytes;           /* bytes of the current request head so far */
+	int head_match;              /* bytes of "\r\n\r\n" matched at the end */
+	bool head_done;              /* the current request head is complete */
 	short close_reason;          /* BEV_EVENT_* passed to evhttp by close_event */
 	struct front_conn *next;
 };
@@ -264,6 +270,9 @@ static void conn_start_request(struct front_conn *conn)
 	if (conn->in_request)
 		return;
 	conn->in_request = true;
+	conn->head_bytes = 0;
+	conn->head_match = 0;
+	conn->head_done = false;
 	deadline.tv_sec = (time_t)(ms / 1000);
 	deadline.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	evtimer_add(conn->deadline_event, &deadline);
@@ -364,9 +373,9 @@ static enum bufferevent_filter_result conn_sniff(struct front_conn *conn, struct
 
 	end = evbuffer_search(src, "\r\n\r\n", 4, NULL);
 	if (end.pos < 0) {
-		if (len < front->max_header_bytes)
+		if (len <= front->max_header_bytes)
 			return BEV_NEED_MORE;
-		conn->mode = CONN_PASS; /* evhttp rejects the oversized head */
+		conn->mode = CONN_PASS; /* conn_scan_head rejects the oversized head */
 		return BEV_OK;
 	}
 	head = malloc((size_t)end.pos + 5);
@@ -382,6 +391,55 @@ static enum bufferevent_filter_result conn_sniff(struct front_conn *conn, struct
 	}
 	conn->mode = CONN_PASS;
 	return BEV_OK;
+}
+
+/* Follows the request head through src. Returns false when it grows past
+ * STEMEDB_MAX_HEADER_BYTES without ending. */
+static bool conn_scan_head(struct front_conn *conn, struct evbuffer *src)
+{
+	static const char end[] = "\r\n\r\n";
+	struct evbuffer_iovec chunks[16];
+	int count = evbuffer_peek(src, -1, NULL, chunks, 16);
+
+	for (int i = 0; i < count && i < 16 && !conn->head_done; i++) {
+		const char *bytes = chunks[i].iov_base;
+
+		for (size_t j = 0; j < chunks[i].iov_len; j++) {
+			if (++conn->head_bytes > conn->fw->front->max_header_bytes)
+				return false;
+			if (bytes[j] == end[conn->head_match])
+				conn->head_match++;
+			else
+				conn->head_match = bytes[j] == '\r' ? 1 : 0;
+			if (conn->head_match == 4) {
+				conn->head_done = true;
+				break;
+			}
+		}
+	}
+	return true;
+}
+
+/* Replies 431 on the socket bufferevent and closes once it is sent. evhttp itself
+ * would answer an oversized head with a plain 400. */
+static void conn_reject_head(struct front_conn *conn)
+{
+	static const char body[] =
+	        "{\"error\":{\"code\":\"invalid_header\",\"message\":\"The request line and "
+	        "headers are larger than STEMEDB_MAX_HEADER_BYTES; send fewer or shorter "
+	        "headers.\"}}";
+
+	conn->mode = CONN_REJECTED;
+	evtimer_del(conn->deadline_event);
+	http_count_rejection("invalid_header");
+	log_info("rejected a request head from %s: larger than STEMEDB_MAX_HEADER_BYTES (%llu)",
+	         conn->client, (unsigned long long)conn->fw->front->max_header_bytes);
+	evbuffer_add_printf(
+	        bufferevent_get_output(conn->underlying),
+	        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: "
+	        "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	        sizeof(body) - 1, body);
+	conn->close_when_drained = true;
 }
 
 static enum bufferevent_filter_result conn_input(struct evbuffer *src, struct evbuffer *dst,
@@ -412,6 +470,11 @@ static enum bufferevent_filter_result conn_input(struct evbuffer *src, struct ev
 				return result;
 		}
 	}
+	if (!conn->head_done && !conn_scan_head(conn, src)) {
+		conn_reject_head(conn);
+		evbuffer_drain(src, evbuffer_get_length(src));
+		return BEV_OK;
+	}
 	evbuffer_add_buffer(dst, src);
 	return BEV_OK;
 }
@@ -439,11 +502,12 @@ static void on_write_event(evutil_socket_t fd, short events, void *arg)
 	bufferevent_flush(conn->filter, EV_WRITE, BEV_NORMAL);
 }
 
-/* Moves evhttp's output to the socket bufferevent. The filter would tell evhttp that
- * the write is complete as soon as the bytes are moved, and evhttp closes a
- * "Connection: close" connection at that point, losing what the socket had not sent
- * yet. So the move reports BEV_NEED_MORE, and on_underlying_drained tells evhttp
- * once the socket bufferevent's output is empty. */
+/* Moves evhttp's output to the socket bufferevent in slices, each once that has
+ * sent the previous one, so unsent output stays visible to evhttp and the feed's slow-client check.
+ * The filter would tell evhttp that the write is complete as soon as the bytes are
+ * moved, and evhttp closes a "Connection: close" connection at that point, losing
+ * what the socket had not sent yet. So the move reports BEV_NEED_MORE, and
+ * on_written_event tells evhttp once both buffers are empty. */
 static enum bufferevent_filter_result conn_output(struct evbuffer *src, struct evbuffer *dst,
                                                   ev_ssize_t limit,
                                                   enum bufferevent_flush_mode mode, void *arg)
@@ -454,7 +518,8 @@ static enum bufferevent_filter_result conn_output(struct evbuffer *src, struct e
 	(void)mode;
 	if (evbuffer_get_length(src) == 0)
 		return BEV_OK;
-	evbuffer_add_buffer(dst, src);
+	if (evbuffer_get_length(dst) == 0)
+		evbuffer_remove_buffer(src, dst, FRONT_WRITE_SLICE);
 	conn->write_pending = true;
 	return BEV_NEED_MORE;
 }
@@ -464,9 +529,15 @@ static void on_underlying_drained(struct evbuffer *buffer, const struct evbuffer
 {
 	struct front_conn *conn = arg;
 
-	if (info->n_deleted > 0 && evbuffer_get_length(buffer) == 0 && conn->write_pending) {
+	if (info->n_deleted == 0 || evbuffer_get_length(buffer) > 0)
+		return;
+	if (conn->write_pending) {
 		conn->write_pending = false;
 		event_active(conn->written_event, EV_TIMEOUT, 0);
+	}
+	if (conn->close_when_drained) {
+		conn->close_when_drained = false;
+		conn_close_soon(conn, BEV_EVENT_EOF);
 	}
 }
 
@@ -476,6 +547,13 @@ static void on_written_event(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	if (evbuffer_get_length(bufferevent_get_output(conn->underlying)) > 0)
+		return; /* the next drain schedules this again */
+	if (evbuffer_get_length(bufferevent_get_output(conn->filter)) > 0) {
+		conn->write_pending = true;
+		bufferevent_flush(conn->filter, EV_WRITE, BEV_NORMAL);
+		return;
+	}
 	bufferevent_trigger(conn->filter, EV_WRITE, 0);
 }
 
@@ -587,7 +665,8 @@ static SSL_CTX *tls_load(const struct api_config *cfg, char *err, size_t err_siz
 	}
 	if (SSL_CTX_use_PrivateKey_file(tls, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1) {
 		tls_error(err, err_size, "loading STEMEDB_TLS_KEY_FILE", cfg->tls_key_file,
-		          "give a readable, unencrypted PEM private key");
+		          "give a readable, unencrypted PEM file with the private key of the "
+		          "certificate in STEMEDB_TLS_CERT_FILE");
 		SSL_CTX_free(tls);
 		return NULL;
 	}
