@@ -31,7 +31,8 @@ static const char *const rejection_codes[] = {
         "invalid_parameter",  "missing_parameter", "unknown_parameter", "not_found",
         "method_not_allowed", "payload_too_large", "batch_too_large",   "unsupported_media_type",
         "out_of_range",       "invalid_signature", "duplicate_signer",  "unavailable",
-        "internal_error"};
+        "internal_error",     "connection_limit",  "read_timeout",      "invalid_header",
+        "origin_not_allowed", "forwarding_token"};
 
 static void http_count_rejection_by(const char *code, double delta)
 {
