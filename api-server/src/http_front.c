@@ -62,8 +62,8 @@ struct front_conn {
 	struct event *deadline_event;
 	struct event *close_event;
 	struct event *write_event;   /* moves evhttp's output to the socket */
-	struct event *written_event; /* tells evhttp that the socket took its output */
-	bool write_pending;          /* output moved, evhttp not told yet */
+	struct event *written_event; /* runs evhttp's write callback once the socket has sent */
+	bool write_pending;          /* output moved, evhttp's write callback not run yet */
 	bool close_when_drained;     /* the front's own reply is being sent */
 	size_t head_bytes;           /* bytes of the current request head so far */
 	int head_match;              /* bytes of "\r\n\r\n" matched at the end */

@@ -9,9 +9,9 @@
  *   - closes a connection whose request head and body do not arrive within
  *     STEMEDB_READ_TIMEOUT_MS of its first byte (evhttp's own timeout only measures
  *     silence, so a client sending one byte at a time would never time out);
- *   - on a cleartext connection, looks at the first bytes: the HTTP/2 preface, or a
+ *   - on a cleartext connection, looks at the first bytes. The HTTP/2 preface, or a
  *     GET or HEAD request with "Upgrade: h2c", moves the socket to an HTTP/2 session
- *     (http_h2.h); anything else passes through to evhttp unchanged. */
+ *     (http_h2.h), and anything else passes through to evhttp unchanged. */
 
 #include <event2/util.h>
 #include <stdbool.h>

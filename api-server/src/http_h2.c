@@ -35,7 +35,7 @@
 
 struct h2_session;
 
-/* One HTTP/2 stream. It lives until nghttp2 has closed it; a stream whose forwarded
+/* One HTTP/2 stream. It lives until nghttp2 has closed it. A stream whose forwarded
  * request is still running when the client goes away is abandoned instead, and a
  * deferred event frees it together with its upstream connection. */
 struct h2_stream {

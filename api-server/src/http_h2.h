@@ -37,19 +37,19 @@ struct http_h2_limits {
 	uint64_t idle_timeout_ms;  /* a connection silent this long is closed */
 };
 
-/* Where sessions on one event_base forward their streams. */
+/* Forwarding target and limits of the sessions on one event_base. */
 struct http_h2_context {
 	struct event_base *base;
 	uint16_t upstream_port; /* internal listener on 127.0.0.1 */
 	char token[HTTP_H2_TOKEN_HEX + 1];
 	struct http_h2_limits limits;
-	/* Called when a session that holds a per-client connection slot ends; may be
+	/* Called when a session that owns a per-client connection slot ends; may be
 	 * NULL. */
 	void (*release_client)(void *arg, const char *client);
 	void *release_arg;
 };
 
-/* Starts a session on fd, which the session owns and closes. already_read holds the
+/* Starts a session on fd, which the session owns and closes. already_read contains the
  * bytes read from fd before the hand-over (the preface or the upgrade request and
  * what followed); they are drained. client is the peer's numeric address. When
  * holds_client_slot is true, ctx->release_client runs once the session ends. Returns

@@ -430,8 +430,8 @@ static bool cors_origin_allowed(const struct http_server *server, const char *or
 	return false;
 }
 
-/* Adds the CORS headers of the reply. Returns true when it has answered a preflight
- * request (OPTIONS with Origin and Access-Control-Request-Method) itself. */
+/* Adds the CORS headers of the reply. Returns true when it has sent the reply to a
+ * preflight request (OPTIONS with Origin and Access-Control-Request-Method) itself. */
 static bool http_cors(struct http_call *call)
 {
 	const struct http_server *server = call->worker->server;

@@ -56,7 +56,7 @@ class Node:
                 "STEMEDB_API_LISTEN": f"127.0.0.1:{self.port}",
                 "STEMEDB_HTTP_THREADS": str(self.threads),
                 "STEMEDB_LOG_LEVEL": "info",
-                # The per-client connection limit is on in production; the old
+                # The per-client connection limit is on in production. The older
                 # tests open many connections from 127.0.0.1, so it is off here
                 # unless a test sets it.
                 "STEMEDB_MAX_CONNECTIONS_PER_CLIENT": "0",

@@ -88,7 +88,8 @@ def test_tls12_curl_rejected(tls_node):
                           capture_output=True, text=True, timeout=30)
 
     assert done.returncode == 35, (done.returncode, done.stdout, done.stderr)
-    assert fine.returncode == 0 and fine.stdout.strip() == '{"ready":true}', fine
+    assert fine.returncode == 0, fine
+    assert fine.stdout.strip() == '{"ready":true}', fine
 
 
 def test_cleartext_on_tls_port_gets_no_reply(tls_node):
@@ -151,7 +152,8 @@ def test_cors_allowed_origin(cors_node):
     assert reply.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert reply.headers["Vary"] == "Origin"
     exposed = reply.headers["Access-Control-Expose-Headers"]
-    assert "Retry-After" in exposed and "X-Quota-Remaining" in exposed, exposed
+    assert "Retry-After" in exposed, exposed
+    assert "X-Quota-Remaining" in exposed, exposed
 
 
 def test_cors_error_reply_has_headers(cors_node):
@@ -381,3 +383,20 @@ def test_oversized_body_413(fresh_node):
                             headers={"Content-Type": "application/json"})
 
     assert reply.status_code == 413, reply.text
+
+
+def test_pipelined_requests_answered(fresh_node):
+    fresh_node.start()
+    for gap in (0, 0.001):
+        with connect(fresh_node) as sock:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n")
+            time.sleep(gap)
+            sock.sendall(REQUEST)
+            received = b""
+            while received.count(b"HTTP/1.1 200") < 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+
+        assert received.count(b"HTTP/1.1 200") == 2, (gap, received)

@@ -1,7 +1,7 @@
 """Hostile clients against one real node: request floods, slowloris connections,
 oversized heads and bodies and connection floods, all from several threads, while
-one well-behaved agent writes signed assertions. Every write the agent sees
-acknowledged must be there after a restart.
+one well-behaved agent writes signed assertions. Every write acknowledged to the
+agent must be present after a restart.
 
 Each kind of attacker uses its own loopback source address (Linux routes all of
 127.0.0.0/8 to lo), so the per-client connection limit applies to it and not to the
@@ -148,7 +148,8 @@ def oversized(attack, port, source):
 
 
 def connection_flood(attack, port, source):
-    """Opens connections that send nothing, holds HELD_SOCKETS of them, and churns."""
+    """Opens connections that send nothing, keeps HELD_SOCKETS of them open and closes
+    the others at once."""
     held = []
     while not attack.stopping.is_set():
         try:

@@ -152,7 +152,7 @@ def test_http1_on_same_port(h2_node):
 
 
 def test_post_upgrade_served_as_http1(h2_node):
-    # An upgrade is taken only on GET and HEAD; a POST is answered in HTTP/1.1.
+    # Only GET and HEAD are upgraded, so the reply to a POST comes in HTTP/1.1.
     with socket.create_connection(("127.0.0.1", h2_node.h2_port), timeout=10) as conn:
         conn.sendall(b"POST /v1/assert HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, "
                      b"HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n"
