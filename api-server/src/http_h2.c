@@ -770,7 +770,13 @@ static void on_client_event(struct bufferevent *bev, short events, void *arg)
 {
 	struct h2_session *s = arg;
 
-	(void)bev;
+	/* A client waiting on a stream, such as a Server-Sent Events feed, sends nothing,
+	 * so the idle timeout applies only to a connection without open streams. libevent
+	 * disables reading when the timeout fires, so it is enabled again. */
+	if ((events & BEV_EVENT_TIMEOUT) && s->streams != NULL) {
+		bufferevent_enable(bev, EV_READ);
+		return;
+	}
 	if (events & BEV_EVENT_TIMEOUT)
 		log_info("HTTP/2 connection from %s closed after its idle timeout", s->client);
 	h2_session_free(s);

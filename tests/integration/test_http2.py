@@ -218,3 +218,29 @@ def test_extra_listener(fresh_node):
 
     assert statuses == [200], output
     assert last_json(output)["status"] == "healthy", output
+
+
+def test_sse_over_h2_outlives_idle_timeout(fresh_node, subject):
+    fresh_node.extra_env["STEMEDB_IDLE_TIMEOUT_MS"] = "500"
+    fresh_node.start()
+    feed = subprocess.Popen(["curl", "-sN", "--http2-prior-knowledge", "-m", "20",
+                             "-H", "Accept: text/event-stream", fresh_node.url("/v1/feed")],
+                            stdout=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(feed.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        time.sleep(1.5)
+        assertion = signed(3, subject, "capital", text("Lima"))
+        created = fresh_node.post("/v1/assert", json=assertion)
+        assert created.status_code == 201, created.text
+
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(expected_hash(assertion) in l for l in lines):
+            time.sleep(0.1)
+        assert feed.poll() is None, f"the feed ended during client silence: {lines}"
+        assert any(expected_hash(assertion) in line for line in lines), lines
+    finally:
+        feed.kill()
+        feed.wait()
