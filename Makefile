@@ -20,7 +20,7 @@ BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
 SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 CC ?= cc
-PKGS := libevent libevent_pthreads jansson libsodium libsystemd libcurl libprotobuf-c libnghttp2
+PKGS := libevent libevent_pthreads libevent_openssl openssl jansson libsodium libsystemd libcurl libprotobuf-c libnghttp2
 OPT ?= -O2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wshadow \
   -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing -pthread \

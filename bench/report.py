@@ -279,9 +279,9 @@ def http2_section(work, fig, meta):
         http2_row(fig, "h2load, h2c (prior knowledge)", "%s × %s" % (clients, streams),
                   "stemedb_h2c_mux"),
         "",
-        "All four rows send the authority query of the results table. h2c is served on a "
-        "separate listener (`STEMEDB_HTTP2_LISTEN`) that forwards every stream as one "
-        "HTTP/1.1 request to the HTTP/1.1 listener over loopback. An h2c request therefore "
+        "All four rows send the authority query of the results table to the API port, which "
+        "serves HTTP/1.1 and h2c on one socket. The HTTP/2 side forwards every stream as one "
+        "HTTP/1.1 request to an internal loopback listener. An h2c request therefore "
         "crosses a second loopback connection and is parsed twice on the same two cores, "
         "and the h2c figures include that hop.",
     ]
@@ -311,20 +311,19 @@ def mux_sentences(work, fig, meta):
     if worst > 1000:
         lines += ["", "With %s streams per connection some requests waited up to %.1f s, "
                   "while no single-stream h2c request took more than %.0f ms. The forwarder "
-                  "keeps at most 8 idle upstream connections per HTTP/2 connection, and with "
-                  "more streams in flight the upstream connections beyond those 8 stay open "
-                  "after their response until the HTTP/1.1 listener's 60 s keep-alive "
-                  "timeout closes them." % (meta.get("h2_streams", "?"), worst / 1000, single)]
+                  "keeps at most 8 idle upstream connections per HTTP/2 connection and opens "
+                  "a new one for every other stream in flight, closing it after its "
+                  "response." % (meta.get("h2_streams", "?"), worst / 1000, single)]
         log = work / "stemedb.log"
         if log.exists() and "reached its share" in log.read_text(encoding="utf-8",
                                                                  errors="replace"):
             lines[-1] += (" The server log of this run shows HTTP workers reaching their "
-                          "share of the connection limit, after which new connections, the "
-                          "forwarder's included, wait in the listen backlog.")
+                          "share of the connection limit, after which new client connections "
+                          "wait in the listen backlog.")
 
     lingering = meta.get("h1_connections_after_mux", "")
     if lingering:
-        lines += ["", "After the multiplexed runs, %s connections to the HTTP/1.1 listener "
+        lines += ["", "After the multiplexed runs, %s connections to the API port "
                   "were still established (`ss`), with no client running."
                   % thousands(lingering)]
     return lines

@@ -179,18 +179,19 @@ bench_physical() {
 
 start_stemedb() {
 	port=$(free_port)
-	h2_port=$(free_port)
-	[ "$h2_port" != "$port" ] || h2_port=$(free_port)
+	# h2c is served on the API port next to HTTP/1.1. Every load client connects from
+	# 127.0.0.1, so the per-client connection limit is off.
+	h2_port=$port
 	mkdir -p "$work/stemedb"
 	STEMEDB_DATA_DIR="$work/stemedb" STEMEDB_API_LISTEN="127.0.0.1:$port" \
-		STEMEDB_HTTP2_LISTEN="127.0.0.1:$h2_port" \
+		STEMEDB_MAX_CONNECTIONS_PER_CLIENT=0 \
 		STEMEDB_DURABILITY=immediate STEMEDB_LOG_LEVEL=warn \
 		"$bin/stemedb-api" >>"$work/stemedb.log" 2>&1 &
 	server_pid=$!
 	local i
 	for i in $(seq 1 600); do
 		if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/ready")" = 200 ]; then
-			log "stemedb-api ready on 127.0.0.1:$port, h2c on 127.0.0.1:$h2_port (pid $server_pid)"
+			log "stemedb-api ready on 127.0.0.1:$port for HTTP/1.1 and h2c (pid $server_pid)"
 			return 0
 		fi
 		kill -0 "$server_pid" 2>/dev/null || fail "stemedb-api exited during startup: $(tail -n 5 "$work/stemedb.log")"
@@ -351,8 +352,8 @@ for _ in range(10000):
 }
 
 # run_h2load NAME RUN PROTOCOL STREAMS REQUESTS runs one bounded h2load pass over 64
-# connections; PROTOCOL is h1 (the HTTP/1.1 listener) or h2c (the HTTP/2 listener, prior
-# knowledge). A run that fails or times out is logged and left out of the figures.
+# connections; PROTOCOL is h1 (HTTP/1.1) or h2c (HTTP/2 with prior knowledge), both on
+# the API port. A run that fails or times out is logged and left out of the figures.
 run_h2load() {
 	local name=$1 run=$2 protocol=$3 streams=$4 requests=$5 uris=$work/uris-$3.txt
 	local out rate latency args=(-n "$requests" -c "$clients" -m "$streams" -t 2)
@@ -390,8 +391,8 @@ bench_stemedb_http2() {
 	for run in $(seq 1 "$h2_mux_runs"); do
 		run_h2load stemedb_h2c_mux "$run" h2c "$h2_streams" "$h2_mux_requests"
 	done
-	# Server-side connections of the HTTP/1.1 listener that outlive every client: a sign of
-	# upstream connections the h2c forwarder left open.
+	# Server-side connections of the API port that outlive every client: a sign of
+	# connections the front left open.
 	sleep 1
 	meta h1_connections_after_mux "$(ss -Htn state established "( sport = :$port )" | wc -l)"
 }

@@ -10,7 +10,7 @@ packages=(
   clang libclang-rt-14-dev
   nginx prometheus curl openssl iproute2 systemd util-linux
   python3 python3-pytest python3-requests python3-nacl python3-yaml
-  xxd nghttp2-client libnghttp2-dev
+  xxd nghttp2-client libnghttp2-dev libssl-dev
 )
 
 missing=()

@@ -353,10 +353,50 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	                                0,
 	                                0,
 	                                NULL,
-	                                "host:port of the HTTP/2 (h2c) listener (default: none)"};
+	                                "host:port of an extra HTTP/2 (h2c) listener (default: "
+	                                "none; the API port serves HTTP/2 as well)"};
 	n += api_config_protection_options(cfg, o + n);
 	n += protect_config_options(&cfg->protect, o + n);
 	n = api_config_defense_options(cfg, o, n);
+	o[n++] = (struct config_option){"STEMEDB_TLS_CERT_FILE",
+	                                "tls-cert-file",
+	                                CONFIG_STRING,
+	                                &cfg->tls_cert_file,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "PEM certificate chain; with TLS_KEY_FILE the API port "
+	                                "serves TLS 1.3 only"};
+	o[n++] = (struct config_option){"STEMEDB_TLS_KEY_FILE",
+	                                "tls-key-file",
+	                                CONFIG_STRING,
+	                                &cfg->tls_key_file,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "PEM private key of TLS_CERT_FILE, unencrypted"};
+	o[n++] = (struct config_option){"STEMEDB_MAX_CONNECTIONS_PER_CLIENT",
+	                                "max-connections-per-client",
+	                                CONFIG_UINT,
+	                                &cfg->max_connections_per_client,
+	                                "64",
+	                                0,
+	                                1000000,
+	                                NULL,
+	                                "open connections allowed per client IP address (0: no "
+	                                "limit)"};
+	o[n++] = (struct config_option){"STEMEDB_ALLOWED_ORIGINS",
+	                                "allowed-origins",
+	                                CONFIG_STRING,
+	                                &cfg->allowed_origins,
+	                                "",
+	                                0,
+	                                0,
+	                                NULL,
+	                                "comma-separated origins allowed by CORS, or * (default: "
+	                                "no CORS headers)"};
 	o[n++] = (struct config_option){"STEMEDB_TRUST_AUTHORITY_KEYS",
 	                                "trust-authority-keys",
 	                                CONFIG_STRING,
@@ -370,7 +410,7 @@ static size_t api_config_options(struct api_config *cfg, struct config_option *o
 	return n;
 }
 
-#define API_CONFIG_OPTION_MAX (48 + PROTECT_CONFIG_OPTIONS)
+#define API_CONFIG_OPTION_MAX (56 + PROTECT_CONFIG_OPTIONS)
 
 /* Parses the comma-separated list of 64-hex-character public keys. Spaces around each
  * key are ignored; an empty list is valid. */

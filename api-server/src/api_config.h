@@ -37,9 +37,13 @@ struct api_config {
 	uint64_t ipc_max_frame; /* frame limit of api.sock, in bytes */
 	uint64_t audit_retention_days;
 	uint64_t audit_retention_seconds; /* when not 0, replaces audit_retention_days */
-	char *http2_listen;               /* empty: no HTTP/2 listener */
-	bool auth_enabled;                /* STEMEDB_AUTH_ENABLED: API keys required */
-	char *root_api_key;               /* empty: no root key bootstrap */
+	char *http2_listen;               /* empty: no extra HTTP/2 listener */
+	char *tls_cert_file;              /* empty: cleartext */
+	char *tls_key_file;
+	uint64_t max_connections_per_client; /* 0: no limit */
+	char *allowed_origins;               /* empty: no CORS headers */
+	bool auth_enabled;                   /* STEMEDB_AUTH_ENABLED: API keys required */
+	char *root_api_key;                  /* empty: no root key bootstrap */
 	bool rate_limit_enabled;
 	double rate_limit_write_rate; /* tokens per second of each endpoint class */
 	double rate_limit_write_burst;

@@ -1,5 +1,6 @@
 #include "http_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -8,16 +9,19 @@
 #include <event2/util.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "http_front.h"
 #include "http_h2.h"
 #include "http_handlers.h"
 #include "http_openapi.h"
@@ -170,6 +174,8 @@ struct http_worker {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct evhttp *internal_http; /* the internal listener of forwarded HTTP/2 streams */
+	struct http_front_worker *front;
 	struct event *resume_event;
 	struct event *stop_event;
 	pthread_mutex_t resume_lock;
@@ -190,6 +196,12 @@ struct http_server {
 	atomic_uint_fast64_t in_flight;
 	atomic_size_t stopped_workers;
 	struct http_h2_front *h2; /* NULL unless STEMEDB_HTTP2_LISTEN is set */
+	struct http_front *front;
+	uint16_t internal_port; /* internal listener on 127.0.0.1 */
+	char token[HTTP_H2_TOKEN_HEX + 1];
+	char **origins; /* STEMEDB_ALLOWED_ORIGINS split at commas */
+	size_t origin_count;
+	bool any_origin; /* STEMEDB_ALLOWED_ORIGINS is * */
 };
 
 uint64_t http_now_ns(void)
@@ -471,16 +483,80 @@ static void http_dispatch(struct http_call *call)
 	route->handler(call);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+#define CORS_ALLOWED_HEADERS "Content-Type, X-API-Key, X-Agent-Id, X-PoW-Nonce, X-PoW-Timestamp"
+#define CORS_EXPOSED_HEADERS "Retry-After, X-Quota-Limit, X-Quota-Remaining, X-Quota-Reset"
+#define CORS_MAX_AGE_SECONDS "600"
+
+static bool cors_origin_allowed(const struct http_server *server, const char *origin)
 {
-	struct http_worker *w = arg;
+	if (server->any_origin)
+		return true;
+	for (size_t i = 0; i < server->origin_count; i++) {
+		if (strcmp(server->origins[i], origin) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Adds the CORS headers of the reply. Returns true when it has sent the reply to a
+ * preflight request (OPTIONS with Origin and Access-Control-Request-Method) itself. */
+static bool http_cors(struct http_call *call)
+{
+	const struct http_server *server = call->worker->server;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(call->req);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(call->req);
+	const char *origin = evhttp_find_header(in, "Origin");
+	bool preflight = evhttp_request_get_command(call->req) == EVHTTP_REQ_OPTIONS &&
+	                 origin != NULL &&
+	                 evhttp_find_header(in, "Access-Control-Request-Method") != NULL;
+
+	if (!server->any_origin && server->origin_count == 0)
+		return false;
+	evhttp_add_header(out, "Vary", "Origin");
+	if (origin == NULL)
+		return false;
+	if (!cors_origin_allowed(server, origin)) {
+		if (!preflight)
+			return false;
+		http_reply_error(call, 403, "origin_not_allowed", "Origin",
+		                 "The origin '%.200s' is not in STEMEDB_ALLOWED_ORIGINS; add it "
+		                 "there to allow browser requests from it.",
+		                 origin);
+		return true;
+	}
+
+	evhttp_add_header(out, "Access-Control-Allow-Origin", server->any_origin ? "*" : origin);
+	evhttp_add_header(out, "Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS);
+	if (!preflight)
+		return false;
+	if (call->route == ROUTE_UNMATCHED) {
+		http_reply_error(call, 404, "not_found", NULL,
+		                 "No endpoint matches the path '%.200s'; see docs/api.md for "
+		                 "the list of endpoints.",
+		                 call->path);
+		return true;
+	}
+	evhttp_add_header(out, "Access-Control-Allow-Methods",
+	                  route_allowed_methods(&routes[call->route]));
+	evhttp_add_header(out, "Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS);
+	evhttp_add_header(out, "Access-Control-Max-Age", CORS_MAX_AGE_SECONDS);
+	evhttp_send_reply(call->req, 204, "No Content", NULL);
+	http_call_finish(call, 204);
+	return true;
+}
+
+/* Sets up a call for req from client and dispatches it. */
+static void http_start_call(struct http_worker *w, struct evhttp_request *req, const char *client,
+                            bool via_http2)
+{
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	struct http_call *call = calloc(1, sizeof(*call));
 
 	if (call == NULL)
 		abort();
-	http_worker_track(w, evhttp_request_get_connection(req));
 	atomic_fetch_add_explicit(&w->server->in_flight, 1, memory_order_relaxed);
+	snprintf(call->client, sizeof(call->client), "%s", client);
+	call->via_http2 = via_http2;
 
 	call->req = req;
 	call->worker = w;
@@ -496,7 +572,61 @@ static void on_request(struct evhttp_request *req, void *arg)
 	call->route = route_match(call->path, call->method);
 	call->route_class = route_class_of((enum route_id)call->route);
 
+	if (http_cors(call))
+		return;
 	http_dispatch(call);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct http_worker *w = arg;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	char *peer = NULL;
+	ev_uint16_t port = 0;
+
+	http_worker_track(w, conn);
+	http_front_request_started(w->front, conn);
+	if (conn != NULL)
+		evhttp_connection_get_peer(conn, &peer, &port);
+	http_start_call(w, req, peer != NULL ? peer : "unknown", false);
+}
+
+/* Compares the forwarding token in constant time. */
+static bool http_token_matches(const char *expected, const char *given)
+{
+	unsigned char diff = 0;
+
+	if (given == NULL || strlen(given) != HTTP_H2_TOKEN_HEX)
+		return false;
+	for (size_t i = 0; i < HTTP_H2_TOKEN_HEX; i++)
+		diff |= (unsigned char)(expected[i] ^ given[i]);
+	return diff == 0;
+}
+
+/* Serves a stream forwarded by the HTTP/2 side. The client address comes from the
+ * forwarded-for header, which is trusted only next to the process's own token. */
+static void on_internal_request(struct evhttp_request *req, void *arg)
+{
+	struct http_worker *w = arg;
+	struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+	const char *token = evhttp_find_header(headers, HTTP_H2_FORWARD_TOKEN);
+	const char *client = evhttp_find_header(headers, HTTP_H2_FORWARDED_FOR);
+	char address[64];
+	unsigned char ip[sizeof(struct in6_addr)];
+
+	if (!http_token_matches(w->server->token, token) || client == NULL ||
+	    strlen(client) >= sizeof(address) ||
+	    (inet_pton(AF_INET, client, ip) != 1 && inet_pton(AF_INET6, client, ip) != 1)) {
+		log_warn("rejected a request on the internal HTTP/2 forwarding listener: the "
+		         "forwarding token or client address is missing or invalid");
+		http_count_rejection("forwarding_token");
+		evhttp_send_error(req, 403, "Forbidden");
+		return;
+	}
+	snprintf(address, sizeof(address), "%s", client);
+	evhttp_remove_header(headers, HTTP_H2_FORWARD_TOKEN);
+	evhttp_remove_header(headers, HTTP_H2_FORWARDED_FOR);
+	http_start_call(w, req, address, true);
 }
 
 static int status_slot(int status)
@@ -651,7 +781,54 @@ static void timeval_from_ms(struct timeval *tv, uint64_t ms)
 /* Sets up one worker's event_base and evhttp on its own duplicate of the listening
  * socket. Each evhttp closes its descriptor when freed, so sharing one number would
  * close it twice. */
-static bool http_worker_init(struct http_worker *w, int listen_fd, char *err, size_t err_size)
+static void http_configure_evhttp(struct evhttp *http, const struct api_config *cfg,
+                                  const struct timeval *read_timeout)
+{
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_max_body_size(http, (ev_ssize_t)cfg->max_batch_body_bytes);
+	evhttp_set_max_headers_size(http, (ev_ssize_t)cfg->max_header_bytes);
+	evhttp_set_timeout_tv(http, read_timeout);
+}
+
+/* Sets up the worker's evhttp for the internal listener, on its own duplicate of
+ * internal_fd. */
+static bool http_worker_init_internal(struct http_worker *w, int internal_fd,
+                                      const struct timeval *read_timeout, char *err,
+                                      size_t err_size)
+{
+	const struct api_config *cfg = w->server->state->config;
+	struct http_h2_limits limits = {.max_body_bytes = cfg->max_batch_body_bytes,
+	                                .max_header_bytes = cfg->max_header_bytes,
+	                                .max_streams = 100,
+	                                .idle_timeout_ms = cfg->idle_timeout_ms};
+	int fd;
+
+	w->internal_http = evhttp_new(w->base);
+	if (w->internal_http == NULL) {
+		snprintf(err, err_size, "evhttp_new failed for the internal listener of worker %zu",
+		         w->index);
+		return false;
+	}
+	http_configure_evhttp(w->internal_http, cfg, read_timeout);
+	evhttp_set_gencb(w->internal_http, on_internal_request, w);
+	fd = fcntl(internal_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0 || evhttp_accept_socket_with_handle(w->internal_http, fd) == NULL) {
+		snprintf(err, err_size,
+		         "accepting on the internal listener failed for worker %zu: %s", w->index,
+		         strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	w->front = http_front_worker_new(w->server->front, w->base, w->http, &limits,
+	                                 w->server->internal_port, w->server->token);
+	return true;
+}
+
+static bool http_worker_init(struct http_worker *w, int listen_fd, int internal_fd, char *err,
+                             size_t err_size)
 {
 	const struct api_config *cfg = w->server->state->config;
 	struct timeval read_timeout;
@@ -670,13 +847,10 @@ static bool http_worker_init(struct http_worker *w, int listen_fd, char *err, si
 		         w->index);
 		return false;
 	}
-	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	http_configure_evhttp(w->http, cfg, &read_timeout);
 	evhttp_set_gencb(w->http, on_request, w);
-	evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_batch_body_bytes);
-	evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->max_header_bytes);
-	evhttp_set_timeout_tv(w->http, &read_timeout);
+	if (!http_worker_init_internal(w, internal_fd, &read_timeout, err, err_size))
+		return false;
 
 	fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
 	w->bound = fd >= 0 ? evhttp_accept_socket_with_handle(w->http, fd) : NULL;
@@ -702,8 +876,8 @@ static void *http_worker_main(void *arg)
 	return NULL;
 }
 
-/* Starts the HTTP/2 front when STEMEDB_HTTP2_LISTEN is set. It forwards to the
- * HTTP/1.1 listener, so it applies the same limits as HTTP/1.1. */
+/* Starts the extra HTTP/2 listener when STEMEDB_HTTP2_LISTEN is set. Its sessions
+ * forward to the internal listener like those on the API port. */
 static bool http_server_start_h2(struct http_server *server, char *err, size_t err_size)
 {
 	const struct api_config *cfg = server->state->config;
@@ -714,14 +888,100 @@ static bool http_server_start_h2(struct http_server *server, char *err, size_t e
 
 	if (cfg->http2_listen[0] == '\0')
 		return true;
-	server->h2 = http_h2_front_start(cfg->http2_listen, cfg->listen, &limits, err, err_size);
+	server->h2 = http_h2_front_start(cfg->http2_listen, server->internal_port, server->token,
+	                                 &limits, err, err_size);
 	return server->h2 != NULL;
+}
+
+/* Creates the internal listener on 127.0.0.1 with an ephemeral port, which only the
+ * HTTP/2 side connects to. Returns -1 with a message in err. */
+static int http_internal_socket(uint16_t *port, char *err, size_t err_size)
+{
+	struct sockaddr_in address = {.sin_family = AF_INET,
+	                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(address);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 ||
+	    listen(fd, HTTP_LISTEN_BACKLOG) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&address, &len) != 0) {
+		snprintf(err, err_size,
+		         "creating the internal HTTP/2 forwarding listener on "
+		         "127.0.0.1 failed: %s",
+		         strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*port = ntohs(address.sin_port);
+	return fd;
+}
+
+/* Fills server->token with 32 random bytes in hex. */
+static bool http_make_token(struct http_server *server, char *err, size_t err_size)
+{
+	unsigned char bytes[HTTP_H2_TOKEN_HEX / 2];
+
+	if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t)sizeof(bytes)) {
+		snprintf(err, err_size, "getrandom() failed for the forwarding token: %s",
+		         strerror(errno));
+		return false;
+	}
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		snprintf(server->token + 2 * i, 3, "%02x", bytes[i]);
+	return true;
+}
+
+/* Splits STEMEDB_ALLOWED_ORIGINS. Each origin is scheme://host[:port] without a
+ * trailing slash, or the whole value is *. */
+static bool http_parse_origins(struct http_server *server, const char *text, char *err,
+                               size_t err_size)
+{
+	char *copy, *item, *save = NULL;
+
+	if (strcmp(text, "*") == 0) {
+		server->any_origin = true;
+		return true;
+	}
+	copy = strdup(text);
+	if (copy == NULL)
+		abort();
+	for (item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+		char *end;
+
+		while (*item == ' ')
+			item++;
+		end = item + strlen(item);
+		while (end > item && end[-1] == ' ')
+			*--end = '\0';
+		if (*item == '\0')
+			continue;
+		if ((strncmp(item, "http://", 7) != 0 && strncmp(item, "https://", 8) != 0) ||
+		    end[-1] == '/' || strchr(item, '*') != NULL) {
+			snprintf(err, err_size,
+			         "STEMEDB_ALLOWED_ORIGINS entry '%.200s' is not an origin; write "
+			         "scheme://host[:port] without a path, or the single value *",
+			         item);
+			free(copy);
+			return false;
+		}
+		server->origins = realloc(server->origins,
+		                          (server->origin_count + 1) * sizeof(*server->origins));
+		if (server->origins == NULL)
+			abort();
+		server->origins[server->origin_count] = strdup(item);
+		if (server->origins[server->origin_count] == NULL)
+			abort();
+		server->origin_count++;
+	}
+	free(copy);
+	return true;
 }
 
 struct http_server *http_server_start(struct api_state *state, char *err, size_t err_size)
 {
 	struct http_server *server = calloc(1, sizeof(*server));
-	int listen_fd;
+	int listen_fd, internal_fd;
 
 	if (server == NULL)
 		abort();
@@ -731,10 +991,21 @@ struct http_server *http_server_start(struct api_state *state, char *err, size_t
 	if (server->workers == NULL)
 		abort();
 
+	if (!http_make_token(server, err, err_size) ||
+	    !http_parse_origins(server, state->config->allowed_origins, err, err_size) ||
+	    (server->front = http_front_new(state->config, err, err_size)) == NULL) {
+		http_server_free(server, 0);
+		return NULL;
+	}
+	internal_fd = http_internal_socket(&server->internal_port, err, err_size);
+	if (internal_fd < 0) {
+		http_server_free(server, 0);
+		return NULL;
+	}
 	listen_fd = http_listen_socket(state->config->listen, err, err_size);
 	if (listen_fd < 0) {
-		free(server->workers);
-		free(server);
+		close(internal_fd);
+		http_server_free(server, 0);
 		return NULL;
 	}
 
@@ -743,15 +1014,20 @@ struct http_server *http_server_start(struct api_state *state, char *err, size_t
 
 		w->server = server;
 		w->index = i;
-		if (!http_worker_init(w, listen_fd, err, err_size) ||
+		if (!http_worker_init(w, listen_fd, internal_fd, err, err_size) ||
 		    pthread_create(&w->thread, NULL, http_worker_main, w) != 0) {
 			close(listen_fd);
+			close(internal_fd);
 			http_server_free(server, 0);
 			return NULL;
 		}
 		w->thread_started = true;
 	}
 	close(listen_fd);
+	close(internal_fd);
+	log_info("HTTP/1.1 and HTTP/2 (h2c, unless TLS is on) share %s; HTTP/2 streams are "
+	         "served through the internal listener 127.0.0.1:%u",
+	         state->config->listen, server->internal_port);
 
 	if (!http_server_start_h2(server, err, err_size)) {
 		http_server_free(server, 0);
@@ -801,15 +1077,25 @@ void http_server_free(struct http_server *server, uint64_t grace_ms)
 		w->stopping = true;
 		if (w->http != NULL)
 			evhttp_free(w->http);
+		if (w->internal_http != NULL)
+			evhttp_free(w->internal_http);
 		if (w->resume_event != NULL)
 			event_free(w->resume_event);
 		if (w->stop_event != NULL)
 			event_free(w->stop_event);
 		if (w->base != NULL)
 			event_base_free(w->base);
+		/* Freed after the base, whose finalizers free the filters that use it. */
+		if (w->front != NULL)
+			http_front_worker_free(w->front);
 		free(w->connections.slots);
 		pthread_mutex_destroy(&w->resume_lock);
 	}
+	if (server->front != NULL)
+		http_front_free(server->front);
+	for (size_t i = 0; i < server->origin_count; i++)
+		free(server->origins[i]);
+	free(server->origins);
 	free(server->workers);
 	free(server);
 }

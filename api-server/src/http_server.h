@@ -71,6 +71,10 @@ struct http_call {
 	uint8_t protect_lenses;
 	uint8_t agent[32];
 	char error_code[40]; /* code of the error reply, empty on success */
+	/* Numeric IP address of the client: the TCP peer, or for a stream forwarded by
+	 * the HTTP/2 side the peer of the HTTP/2 connection. Per-client limits key on it. */
+	char client[64];
+	bool via_http2; /* forwarded by the HTTP/2 side over the internal listener */
 
 	/* Set by a handler that waits for the commit pipeline: called on the worker
 	 * thread once the writer has completed every request of this call. */

@@ -36,7 +36,8 @@ static const char *const rejection_codes[] = {
         "invalid_api_key",       "insufficient_scope", "rate_limited",
         "agent_not_allowed",     "invalid_header",     "agent_mismatch",
         "circuit_open",          "circuit_banned",     "proof_of_work_required",
-        "invalid_proof_of_work", "quota_exceeded"};
+        "invalid_proof_of_work", "quota_exceeded",     "connection_limit",
+        "read_timeout",          "origin_not_allowed", "forwarding_token"};
 
 static void http_count_rejection_by(const char *code, double delta)
 {

@@ -290,11 +290,10 @@ void rate_limit_stop(void)
 static const char *const class_names[HTTP_ROUTE_CLASS_COUNT] = {"exempt", "write", "read", "other"};
 
 /* Writes the client identity: 'k' and the key id for a keyed request, else 'i' and
- * the peer address text. Returns its length. */
+ * the client address text (for an HTTP/2 stream, the address of the HTTP/2 client,
+ * which the front passes on). Returns its length. */
 static size_t client_identity(struct http_call *call, uint8_t out[RATE_LIMIT_CLIENT_MAX])
 {
-	char *peer = NULL;
-	uint16_t port = 0;
 	size_t len;
 
 	if (call->key_known) {
@@ -302,13 +301,11 @@ static size_t client_identity(struct http_call *call, uint8_t out[RATE_LIMIT_CLI
 		memcpy(out + 1, call->key_id, sizeof(call->key_id));
 		return 1 + sizeof(call->key_id);
 	}
-	evhttp_connection_get_peer(evhttp_request_get_connection(call->req), &peer, &port);
 	out[0] = 'i';
-	len = peer != NULL ? strlen(peer) : 0;
+	len = strnlen(call->client, sizeof(call->client));
 	if (len > RATE_LIMIT_CLIENT_MAX - 1)
 		len = RATE_LIMIT_CLIENT_MAX - 1;
-	if (len > 0)
-		memcpy(out + 1, peer, len);
+	memcpy(out + 1, call->client, len);
 	return 1 + len;
 }
 

@@ -97,6 +97,9 @@ static const char *const KNOWN_VARIABLES[] = {
         "STEMEDB_DEFENSE_MIN_QUALITY",
         "STEMEDB_DEFENSE_UNTRUSTED_BELOW",
         "STEMEDB_DEFENSE_HIGH_CONFIDENCE",
+        "STEMEDB_TLS_CERT_FILE",
+        "STEMEDB_TLS_KEY_FILE",
+        "STEMEDB_MAX_CONNECTIONS_PER_CLIENT",
         "STEMEDB_BUILD",      /* set by scripts/run-tests.sh for the test drivers */
         "STEMEDB_SOURCE_DIR", /* lets the unit tests find tests/vectors */
 };

@@ -133,6 +133,10 @@ class Node:
                 # of content defense turn it on in env.
                 "STEMEDB_CONTENT_DEFENSE_ENABLED": "false",
                 "STEMEDB_TRUST_AUTHORITY_KEYS": test_operator_public_key(),
+                # The per-client connection limit is on in production. The older
+                # tests open many connections from 127.0.0.1, so it is off here
+                # unless a test sets it.
+                "STEMEDB_MAX_CONNECTIONS_PER_CLIENT": "0",
             }
         )
         # The older tests send many writes from new agents and bad requests on

@@ -1,11 +1,14 @@
-"""HTTP/2 (h2c) on STEMEDB_HTTP2_LISTEN, driven by the nghttp and h2load clients of
-Debian's nghttp2-client package."""
+"""HTTP/2 (h2c) on the API port next to HTTP/1.1, and on the extra listener of
+STEMEDB_HTTP2_LISTEN, driven by the nghttp and h2load clients of Debian's
+nghttp2-client package."""
 
 import json
 import re
 import shutil
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -21,12 +24,10 @@ BATCH_LIMIT = 262144
 
 @pytest.fixture(scope="module")
 def h2_node(tmp_path_factory):
-    port = free_port()
     node = Node(tmp_path_factory.mktemp("h2node"),
-                env={"STEMEDB_HTTP2_LISTEN": f"127.0.0.1:{port}",
-                     "STEMEDB_MAX_BATCH_BODY_BYTES": str(BATCH_LIMIT)}).start()
-    node.h2_url = f"http://127.0.0.1:{port}"
-    node.h2_port = port
+                env={"STEMEDB_MAX_BATCH_BODY_BYTES": str(BATCH_LIMIT)}).start()
+    node.h2_url = f"http://127.0.0.1:{node.port}"
+    node.h2_port = node.port
     yield node
     code = node.stop()
     assert code == 0, f"stemedb-api exited with {code} on SIGTERM; log:\n{node.log()}"
@@ -116,10 +117,11 @@ def raw_exchange(port, data):
             received += chunk
 
 
-def test_malformed_preface_rejected(h2_node):
+def test_malformed_preface_is_http1_400(h2_node):
+    # Not the HTTP/2 preface, so the bytes go to the HTTP/1.1 parser.
     received = raw_exchange(h2_node.h2_port, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + b"\0" * 64)
 
-    assert received.startswith(b"HTTP/1.1 400 "), received
+    assert received == b"" or received.startswith(b"HTTP/1.1 400 "), received
     assert b":status" not in received, received
 
 
@@ -141,19 +143,107 @@ def test_garbage_after_preface_goaway(h2_node):
     assert 0x1 not in frame_types, (frame_types, received)
 
 
-def test_http1_without_upgrade_400(h2_node):
-    received = raw_exchange(h2_node.h2_port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+def test_http1_on_same_port(h2_node):
+    received = raw_exchange(h2_node.h2_port, b"GET /v1/ready HTTP/1.1\r\nHost: x\r\n"
+                                             b"Connection: close\r\n\r\n")
 
-    assert received.startswith(b"HTTP/1.1 400 "), received
-    assert b"Upgrade: h2c" in received, received
+    assert received.startswith(b"HTTP/1.1 200 "), received
+    assert received.rstrip().endswith(b'{"ready":true}'), received
 
 
-def test_disabled_by_default(fresh_node):
+def test_post_upgrade_served_as_http1(h2_node):
+    # Only GET and HEAD are upgraded, so the reply to a POST comes in HTTP/1.1.
+    with socket.create_connection(("127.0.0.1", h2_node.h2_port), timeout=10) as conn:
+        conn.sendall(b"POST /v1/assert HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, "
+                     b"HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        received = conn.recv(65536)
+
+    assert received.startswith(b"HTTP/1.1 4"), received
+    assert b"101 Switching" not in received, received
+
+
+def test_curl_upgrade_and_prior_knowledge(h2_node):
+    for flag in ("--http2", "--http2-prior-knowledge"):
+        done = subprocess.run(["curl", "-s", "-m", "10", flag, "-w", "\n%{http_version}",
+                               h2_node.h2_url + "/v1/ready"],
+                              capture_output=True, text=True, timeout=30)
+        body, version = done.stdout.rsplit("\n", 1)
+
+        assert version == "2", (flag, done.stdout, done.stderr)
+        assert json.loads(body) == {"ready": True}, (flag, body)
+
+
+def test_sse_feed_streams_over_h2(h2_node, subject):
+    """An assertion written after the feed opened arrives while the stream is open."""
+    feed = subprocess.Popen(["curl", "-sN", "--http2-prior-knowledge", "-m", "20",
+                             "-H", "Accept: text/event-stream", h2_node.h2_url + "/v1/feed"],
+                            stdout=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(feed.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        time.sleep(0.5)
+        assertion = signed(2, subject, "capital", text("Quito"))
+        created = h2_node.post("/v1/assert", json=assertion)
+        assert created.status_code == 201, created.text
+
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(expected_hash(assertion) in l for l in lines):
+            time.sleep(0.1)
+        assert feed.poll() is None, "the feed ended instead of streaming"
+        assert any(line.startswith("event: assertion") for line in lines), lines
+        assert any(expected_hash(assertion) in line for line in lines), lines
+    finally:
+        feed.kill()
+        feed.wait()
+
+
+def test_internal_listener_needs_token(h2_node):
+    match = re.search(r"internal listener 127\.0\.0\.1:(\d+)", h2_node.log())
+    assert match, h2_node.log()
+    received = raw_exchange(int(match.group(1)),
+                            b"GET /v1/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                            b"X-StemeDB-Forwarded-For: 10.0.0.1\r\n\r\n")
+
+    assert received.startswith(b"HTTP/1.1 403 "), received
+
+
+def test_extra_listener(fresh_node):
+    port = free_port()
+    fresh_node.extra_env["STEMEDB_HTTP2_LISTEN"] = f"127.0.0.1:{port}"
     fresh_node.start()
-    health = fresh_node.get("/v1/health")
+    statuses, output = nghttp(f"http://127.0.0.1:{port}/v1/health")
 
-    assert health.status_code == 200, health.text
-    assert "HTTP/2" not in fresh_node.log(), fresh_node.log()
+    assert statuses == [200], output
+    assert last_json(output)["status"] == "healthy", output
+
+
+def test_sse_over_h2_outlives_idle_timeout(fresh_node, subject):
+    fresh_node.extra_env["STEMEDB_IDLE_TIMEOUT_MS"] = "500"
+    fresh_node.start()
+    feed = subprocess.Popen(["curl", "-sN", "--http2-prior-knowledge", "-m", "20",
+                             "-H", "Accept: text/event-stream", fresh_node.url("/v1/feed")],
+                            stdout=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(feed.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        time.sleep(1.5)
+        assertion = signed(3, subject, "capital", text("Lima"))
+        created = fresh_node.post("/v1/assert", json=assertion)
+        assert created.status_code == 201, created.text
+
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(expected_hash(assertion) in l for l in lines):
+            time.sleep(0.1)
+        assert feed.poll() is None, f"the feed ended during client silence: {lines}"
+        assert any(expected_hash(assertion) in line for line in lines), lines
+    finally:
+        feed.kill()
+        feed.wait()
 
 
 def test_api_key_and_auth_headers_forwarded(tmp_path):
