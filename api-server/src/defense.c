@@ -578,24 +578,61 @@ static bool find_duplicate(struct store *s, const struct defense_config *config,
 	return !scan.failed;
 }
 
-static void put_lsh_keys(struct store_batch *batch, const uint8_t *hash, const uint8_t *agent,
-                         const uint32_t *signature, const uint64_t *bands)
+/* Stores the MinHash signature of every checked assertion ('m'), so that an approval
+ * can add its bands later. */
+static void put_minhash_key(struct store_batch *batch, const uint8_t *hash, const uint8_t *agent,
+                            const uint32_t *signature)
 {
-	uint8_t key[10 + STEMEDB_HASH_LEN];
 	uint8_t minhash_key[1 + STEMEDB_HASH_LEN];
 	uint8_t value[STEMEDB_AGENT_ID_LEN + DEFENSE_SIGNATURE_SIZE];
 
-	for (size_t band = 0; band < DEFENSE_BANDS; band++) {
-		lsh_key(key, band, bands[band], hash);
-		store_batch_put_protect(batch, key, sizeof(key), agent, STEMEDB_AGENT_ID_LEN);
-		filter_set(band, bands[band]);
-	}
 	minhash_key[0] = MINHASH_KIND;
 	memcpy(minhash_key + 1, hash, STEMEDB_HASH_LEN);
 	memcpy(value, agent, STEMEDB_AGENT_ID_LEN);
 	for (size_t i = 0; i < DEFENSE_HASHES; i++)
 		store_u32le(value + STEMEDB_AGENT_ID_LEN + 4 * i, signature[i]);
 	store_batch_put_protect(batch, minhash_key, sizeof(minhash_key), value, sizeof(value));
+}
+
+/* Makes an assertion a duplicate candidate for later ones: its LSH band keys ('l'). */
+static void put_band_keys(struct store_batch *batch, const uint8_t *hash, const uint8_t *agent,
+                          const uint64_t *bands)
+{
+	uint8_t key[10 + STEMEDB_HASH_LEN];
+
+	for (size_t band = 0; band < DEFENSE_BANDS; band++) {
+		lsh_key(key, band, bands[band], hash);
+		store_batch_put_protect(batch, key, sizeof(key), agent, STEMEDB_AGENT_ID_LEN);
+		filter_set(band, bands[band]);
+	}
+}
+
+enum store_result defense_batch_put_approved(struct store *s, struct store_batch *batch,
+                                             const uint8_t hash[STEMEDB_HASH_LEN])
+{
+	uint8_t minhash_key[1 + STEMEDB_HASH_LEN];
+	uint32_t signature[DEFENSE_HASHES];
+	uint64_t bands[DEFENSE_BANDS];
+	struct buf value;
+	enum store_result rc;
+
+	minhash_key[0] = MINHASH_KIND;
+	memcpy(minhash_key + 1, hash, STEMEDB_HASH_LEN);
+	buf_init(&value);
+	rc = store_protect_get(s, minhash_key, sizeof(minhash_key), &value);
+	if (rc == STORE_OK && value.len == STEMEDB_AGENT_ID_LEN + DEFENSE_SIGNATURE_SIZE) {
+		for (size_t i = 0; i < DEFENSE_HASHES; i++)
+			signature[i] = load_u32le(value.data + STEMEDB_AGENT_ID_LEN + 4 * i);
+		for (size_t band = 0; band < DEFENSE_BANDS; band++)
+			bands[band] = defense_band_hash(signature, band);
+		put_band_keys(batch, hash, value.data, bands);
+	} else if (rc == STORE_NOT_FOUND) {
+		rc = STORE_OK; /* checked before signatures were stored: nothing to add */
+	} else if (rc == STORE_OK) {
+		rc = STORE_ERROR;
+	}
+	buf_free(&value);
+	return rc;
 }
 
 static void window_remember(struct defense_window *window, const uint8_t *hash,
@@ -663,22 +700,31 @@ static bool decide(struct store *s, const struct defense_config *config,
 		untrusted_high = trust < config->untrusted_below;
 	}
 
-	put_lsh_keys(batch, hash, agent, in->signature, bands);
-	window_remember(window, hash, agent, in->signature, bands);
+	if (!verdict->existing) {
+		verdict->quality = defense_quality(in, untrusted_high);
+		if (match.found) {
+			verdict->reason = DEFENSE_DUPLICATE;
+			verdict->similarity = match.similarity;
+			verdict->has_resembled = true;
+			memcpy(verdict->resembled, match.hash, STEMEDB_HASH_LEN);
+		} else if (untrusted_high) {
+			verdict->reason = DEFENSE_UNTRUSTED_HIGH_CONFIDENCE;
+		} else if (verdict->quality < config->min_quality) {
+			verdict->reason = DEFENSE_LOW_QUALITY;
+		}
+	}
+
+	/* Only an admitted assertion becomes a duplicate candidate. Otherwise an agent could
+	 * post near-copies of claims it expects another agent to make, and have those
+	 * quarantined: its own copies would sit in quarantine as the earlier text. An
+	 * approval adds the bands (defense_batch_put_approved). */
+	put_minhash_key(batch, hash, agent, in->signature);
+	if (verdict->reason == DEFENSE_NONE) {
+		put_band_keys(batch, hash, agent, bands);
+		window_remember(window, hash, agent, in->signature, bands);
+	}
 	if (verdict->existing)
 		return true;
-
-	verdict->quality = defense_quality(in, untrusted_high);
-	if (match.found) {
-		verdict->reason = DEFENSE_DUPLICATE;
-		verdict->similarity = match.similarity;
-		verdict->has_resembled = true;
-		memcpy(verdict->resembled, match.hash, STEMEDB_HASH_LEN);
-	} else if (untrusted_high) {
-		verdict->reason = DEFENSE_UNTRUSTED_HIGH_CONFIDENCE;
-	} else if (verdict->quality < config->min_quality) {
-		verdict->reason = DEFENSE_LOW_QUALITY;
-	}
 
 	if (verdict->reason != DEFENSE_NONE) {
 		struct quarantine_entry entry = {.reason = verdict->reason,

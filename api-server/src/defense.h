@@ -103,6 +103,11 @@ double defense_similarity(const uint32_t *a, const uint32_t *b);
 /* The LSH bucket of one band (rows band * 8 .. band * 8 + 7). */
 uint64_t defense_band_hash(const uint32_t signature[DEFENSE_HASHES], size_t band);
 
+/* Adds the LSH band keys of an approved quarantined assertion to batch, from its
+ * stored MinHash signature, so that later assertions are compared with it. */
+enum store_result defense_batch_put_approved(struct store *s, struct store_batch *batch,
+                                             const uint8_t hash[STEMEDB_HASH_LEN]);
+
 /* Shannon entropy of bytes in bits, divided by log2(min(len, 64)); 0 below 2 bytes. */
 double defense_normalized_entropy(const uint8_t *bytes, size_t len);
 

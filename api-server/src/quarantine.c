@@ -133,7 +133,8 @@ static void decide_exclusive(void *ctx)
 	}
 
 	batch = store_batch_new();
-	if (d->approve && store_batch_put_index(d->store, batch, d->hash) != STORE_OK) {
+	if (d->approve && (store_batch_put_index(d->store, batch, d->hash) != STORE_OK ||
+	                   defense_batch_put_approved(d->store, batch, d->hash) != STORE_OK)) {
 		log_error("approving quarantined assertion %s failed: its record cannot be read",
 		          hash_hex);
 		store_batch_free(batch);

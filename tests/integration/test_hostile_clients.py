@@ -1,7 +1,8 @@
 """Hostile clients against one real node: request floods, slowloris connections,
-oversized heads and bodies and connection floods, all from several threads, while
-one well-behaved agent writes signed assertions. Every write acknowledged to the
-agent must be present after a restart.
+oversized heads and bodies, connection floods, an agent that sends bad signatures and
+an agent that copies another agent's claims, all from several threads, while one
+well-behaved agent writes signed assertions. Every protection layer is on. Every
+write acknowledged to the well-behaved agent must be present after a restart.
 
 Each kind of attacker uses its own loopback source address (Linux routes all of
 127.0.0.0/8 to lo), so the per-client connection limit applies to it and not to the
@@ -15,12 +16,21 @@ import socket
 import threading
 import time
 
-from claims import expected_hash, signed, text
+from claims import BASE_TIME, agent_id, expected_hash, signed, text
+from node import pow_headers
 
 ATTACK_SECONDS = 15
 PER_CLIENT_LIMIT = 16
 SLOWLORIS_SOCKETS = 40
 HELD_SOCKETS = 60
+# Requests of the bad-signature agent after its breaker opened, and claims the copying
+# agent sends; both bound the work of those attackers.
+BREAKER_PROBES = 20
+COPIED_CLAIMS = 12
+
+GOOD_AGENT = 7
+BAD_SIGNER = 8
+COPIER = 9
 
 
 class Attack:
@@ -167,21 +177,69 @@ def connection_flood(attack, port, source):
         sock.close()
 
 
+def post_assertion(conn, assertion, agent, headers=None):
+    """POSTs one assertion; on 428 solves the proof of work and sends it again."""
+    body = json.dumps(assertion)
+    base = {"Content-Type": "application/json"}
+    base.update(headers or {})
+    conn.request("POST", "/v1/assert", body=body, headers=base)
+    response = conn.getresponse()
+    reply = response.read()
+    if response.status == 428:
+        difficulty = json.loads(reply)["difficulty"]
+        conn.request("POST", "/v1/assert", body=body,
+                     headers=dict(base, **pow_headers(agent_id(agent), difficulty)))
+        response = conn.getresponse()
+        reply = response.read()
+    return response.status, reply
+
+
 def good_agent(attack, port, subject, acknowledged):
     """Writes one signed assertion after another over one keep-alive connection."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
                                       source_address=("127.0.0.1", 0))
     i = 0
     while not attack.stopping.is_set():
-        assertion = signed(7, f"{subject}/{i}", "value", text(f"good {i}"))
-        conn.request("POST", "/v1/assert", body=json.dumps(assertion),
-                     headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 201:
-            raise AssertionError(f"write {i} got {response.status}: {body[:300]!r}")
+        assertion = signed(GOOD_AGENT, f"{subject}/{i}", "value", text(f"good {i}"))
+        status, body = post_assertion(conn, assertion, GOOD_AGENT)
+        if status != 201:
+            raise AssertionError(f"write {i} got {status}: {body[:300]!r}")
         acknowledged.append(expected_hash(assertion))
         i += 1
+    conn.close()
+
+
+def bad_signer(attack, port, source, subject):
+    """Sends assertions with a corrupted signature, each with a valid proof of work,
+    until its circuit breaker has answered BREAKER_PROBES requests."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    i = 0
+    while not attack.stopping.is_set() and attack.counts.get("429 circuit_open", 0) < BREAKER_PROBES:
+        assertion = signed(BAD_SIGNER, f"{subject}/bad/{i}", "value", text(f"bad {i}"))
+        signature = assertion["signatures"][0]["signature"]
+        assertion["signatures"][0]["signature"] = ("00" if signature[:2] != "00" else "11") + signature[2:]
+        status, body = post_assertion(conn, assertion, BAD_SIGNER)
+        code = json.loads(body)["error"]["code"] if status >= 400 else ""
+        attack.count(f"{status} {code}".strip())
+        i += 1
+    conn.close()
+
+
+def copier(attack, port, source, subject, acknowledged):
+    """Re-posts, as another agent, claims that the well-behaved agent has stored."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    sent = 0
+    while not attack.stopping.is_set() and sent < COPIED_CLAIMS:
+        if len(acknowledged) <= sent:
+            time.sleep(0.1)
+            continue
+        # A later timestamp makes it a different assertion with the same text.
+        copy = signed(COPIER, f"{subject}/{sent}", "value", text(f"good {sent}"),
+                      timestamp=BASE_TIME + 1)
+        status, body = post_assertion(conn, copy, COPIER)
+        reason = json.loads(body).get("reason", "") if status == 202 else ""
+        attack.count(f"{status} {reason}".strip())
+        sent += 1
     conn.close()
 
 
@@ -192,6 +250,16 @@ def test_hostile_clients(fresh_node, subject):
         "STEMEDB_MAX_HEADER_BYTES": "16384",
         "STEMEDB_MAX_BATCH_BODY_BYTES": "1048576",
         "STEMEDB_HTTP_THREADS": "2",
+        # Every layer of the write path on. The read rate is low enough that the request
+        # floods hit it; the quota is high enough that the well-behaved agent never does.
+        "STEMEDB_RATE_LIMIT_ENABLED": "true",
+        "STEMEDB_RATE_LIMIT_READ_RATE": "200",
+        "STEMEDB_RATE_LIMIT_READ_BURST": "400",
+        "STEMEDB_CIRCUIT_BREAKER_ENABLED": "true",
+        "STEMEDB_ADMISSION_ENABLED": "true",
+        "STEMEDB_QUOTA_ENABLED": "true",
+        "STEMEDB_QUOTA_TOKENS": "100000000",
+        "STEMEDB_CONTENT_DEFENSE_ENABLED": "true",
     })
     fresh_node.start()
     port = fresh_node.port
@@ -204,6 +272,8 @@ def test_hostile_clients(fresh_node, subject):
         Attack("oversized", oversized, port, "127.0.0.5"),
         Attack("connection flood A", connection_flood, port, "127.0.0.6"),
         Attack("connection flood B", connection_flood, port, "127.0.0.7"),
+        Attack("bad signer", bad_signer, port, "127.0.0.8", subject),
+        Attack("copier", copier, port, "127.0.0.9", subject, acknowledged),
     ]
     for attack in attacks:
         attack.start()
@@ -223,14 +293,23 @@ def test_hostile_clients(fresh_node, subject):
     assert slow.get("closed by server", 0) > 0, slow
     assert big.get("head 431", 0) > 0, big
     assert big.get("body 413", 0) > 0, big
+    bad = attacks[6].counts
+    assert bad.get("422 invalid_signature", 0) >= 5, bad
+    assert bad.get("429 circuit_open", 0) > 0, bad
+    copies = attacks[7].counts
+    assert copies.get("202 duplicate", 0) > 0, copies
 
     metrics = fresh_node.get("/metrics").text
-    for reason in ("connection_limit", "read_timeout", "invalid_header"):
+    for reason in ("connection_limit", "read_timeout", "invalid_header", "rate_limited",
+                   "circuit_open", "duplicate"):
         assert re.search(rf'stemedb_requests_rejected_total\{{reason="{reason}"\}} [1-9]',
                          metrics), (reason, metrics[:3000])
 
     code = fresh_node.stop()
     assert code == 0, f"stemedb-api exited with {code} on SIGTERM; log:\n{fresh_node.log()[-3000:]}"
+    # The check reads every acknowledged write from 127.0.0.1, more than the low read
+    # rate used above allows, so the restarted node runs without rate limits.
+    fresh_node.extra_env["STEMEDB_RATE_LIMIT_ENABLED"] = "false"
     fresh_node.start()
     missing = [h for h in acknowledged
                if fresh_node.get(f"/v1/assertions/{h}").status_code != 200]

@@ -131,6 +131,44 @@ def test_untrusted_high_confidence_quarantined(defended):
     assert modest_response.status_code == 201, modest_response.text
 
 
+def test_quarantined_claim_is_no_duplicate_candidate(defended):
+    node, gateway = defended
+    untrusted = agent_id(11)
+    response = gateway.post("/v1/admin/trust/outcome",
+                            json={"agent_id": untrusted, "outcome": "inaccurate"})
+    assert response.status_code == 201, response.text
+    held = signed(11, "drug:metformin", "first_line_for", text(LONG_TEXT), confidence=0.95)
+    same_text = signed(12, "drug:metformin", "first_line_for", text(LONG_TEXT),
+                       confidence=0.95, timestamp=BASE_TIME + 1)
+
+    held_response = post(node, held)
+    same_response = post(node, same_text)
+
+    assert held_response.status_code == 202, held_response.text
+    assert held_response.json()["reason"] == "untrusted_high_confidence"
+    # The held claim is not admitted, so the other agent's same claim is no duplicate.
+    assert same_response.status_code == 201, same_response.text
+
+
+def test_approved_claim_becomes_duplicate_candidate(defended):
+    node, gateway = defended
+    untrusted = agent_id(13)
+    response = gateway.post("/v1/admin/trust/outcome",
+                            json={"agent_id": untrusted, "outcome": "inaccurate"})
+    assert response.status_code == 201, response.text
+    held = signed(13, "drug:lisinopril", "lowers", text(LONG_TEXT), confidence=0.95)
+    copy = signed(14, "drug:lisinopril", "lowers", text(LONG_TEXT), timestamp=BASE_TIME + 1)
+    held_response = post(node, held)
+    assert held_response.status_code == 202, held_response.text
+
+    approve = gateway.post(f"/v1/admin/quarantine/{expected_hash(held)}/approve")
+    assert approve.status_code == 200, approve.text
+    copy_response = post(node, copy)
+
+    assert copy_response.status_code == 202, copy_response.text
+    assert copy_response.json()["reason"] == "duplicate"
+
+
 def test_low_entropy_subject_low_quality(defended):
     node, _ = defended
     before = rejected_count(node, "low_quality")
