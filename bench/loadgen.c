@@ -40,8 +40,9 @@
  *
  * Only loopback addresses (127.0.0.0/8) are accepted as targets. The run stops issuing
  * requests after --max-seconds (default 120) and gives in-flight requests 10 more
- * seconds. The last stdout line is "result key=value ..." for bench/run.sh; the exit
- * status is 0 only when every request succeeded. */
+ * seconds. The last stdout line is "result key=value ..." for bench/run.sh. The exit
+ * status is 0 only when every request succeeded and, outside warmup, content defense
+ * quarantined no claim (a 202 reply or a batch's "quarantined" count). */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1430,11 +1431,19 @@ static bool run_ok(const struct driver *d)
 	const struct stats *s = &d->stats;
 	bool exists_allowed = d->opt->mode == MODE_PRELOAD || d->opt->mode == MODE_VOTES;
 
+	bool quarantine_allowed = d->opt->mode == MODE_WARMUP;
+
 	if (!exists_allowed && s->exists > 0)
 		fprintf(stderr, "loadgen: %ld claims already existed; use a new --tag per run\n",
 		        s->exists);
+	if (!quarantine_allowed && s->quarantined > 0)
+		fprintf(stderr,
+		        "loadgen: content defense quarantined %ld claims; use --distinct-subjects "
+		        "on against a node with STEMEDB_CONTENT_DEFENSE_ENABLED=true\n",
+		        s->quarantined);
 	return !d->work->failed && s->http_errors == 0 && s->transport_errors == 0 &&
-	       s->rejected == 0 && (exists_allowed || s->exists == 0);
+	       s->rejected == 0 && (exists_allowed || s->exists == 0) &&
+	       (quarantine_allowed || s->quarantined == 0);
 }
 
 int main(int argc, char **argv)
