@@ -242,7 +242,7 @@ static void set_text_fields(struct assertion *a, const char *subject, const char
 /* Fills a unique claim for the single, batch and warmup modes. The tag keeps runs
  * apart. With --distinct-subjects on, the subject ends in 64 hex digits of a BLAKE2b
  * hash of tag and index: sequential subjects differ in their last digits only, so
- * content defense's MinHash finds them about 85 % similar, and as claims of different
+ * content defense's MinHash finds them about 80 % similar, and as claims of different
  * agents it quarantines some as duplicates and compares each new claim with many. */
 static void fill_write_claim(const struct workload *w, long index, struct assertion *a)
 {

@@ -266,8 +266,9 @@ def protection_section(fig, meta):
         "agent in `X-Agent-Id`, and the subjects end in a 64-digit hash "
         "(`loadgen --distinct-subjects on`). The sequential subjects of the other rows "
         "(`bench/single/s1/1234`) differ only in their last digits, so content defense "
-        "finds claims of different agents about 85 %% similar, compares each new claim "
-        "with many stored ones and quarantines some as duplicates. The timed runs "
+        "finds claims of different agents about 80 %% similar (3-byte shingles), compares "
+        "each new claim with many stored ones and quarantines some as duplicates. The "
+        "timed runs "
         "alternate between the nodes, odd runs starting with the node with every layer "
         "off. %s runs per figure: median (min – max). The CPU time is the user plus "
         "system time of the stemedb-api process (`/proc/PID/stat`) over the run, divided "
@@ -757,7 +758,10 @@ def render(work, output):
         "",
         "This page is written by `make bench` (`bench/run.sh`); rerun it to refresh the "
         "numbers. Every figure below comes from the run described here, on this machine, "
-        "with StemeDB and PostgreSQL 15 measured one after the other in that run.",
+        "with StemeDB and PostgreSQL 15 measured one after the other in that run. Two "
+        "sections can come from later runs and name their own: the protection section, "
+        "which `BENCH_ONLY=protection make bench` refreshes alone, and the query audit "
+        "cost from `bench/audit_cost.sh`.",
         "",
         "## Machine and run",
         "",
