@@ -12,11 +12,12 @@
  * Every mode also takes --api-key KEY (or the environment variable STEMEDB_API_KEY,
  * which keeps the key out of the process list), sent as X-API-Key, and
  * --agent-header on|off (default off), which sends the requesting agent as X-Agent-Id:
- * the signer of a single claim or vote, the first signer of a batch. A 428 reply is
- * answered by solving the proof of work for that agent at the difficulty in the reply
- * (pow_solve) and sending the request again with X-PoW-Nonce and X-PoW-Timestamp, up
- * to POW_ATTEMPTS_MAX times. The result line counts the proofs and the seconds spent
- * solving them, which the epoll loop spends blocked, so proofs belong in untimed runs.
+ * the signer of a single claim or vote, the first signer of a batch. After a 428 reply,
+ * loadgen solves the proof of work for that agent at the difficulty in the reply
+ * (pow_solve) and sends the request again with X-PoW-Nonce and X-PoW-Timestamp, up to
+ * POW_ATTEMPTS_MAX sends in all. The result line counts the proofs and the seconds spent
+ * solving them. The epoll loop is blocked while it solves, so proofs belong in untimed
+ * runs.
  *
  * --distinct-subjects on makes the single, batch and warmup subjects unlike each other
  * (see fill_write_claim), as content defense expects of independent claims.
@@ -78,7 +79,7 @@
 #define READ_CHUNK           65536
 #define RESPONSE_MAX         (64u * 1024u * 1024u)
 #define REQUEST_HEAD_MAX     512
-/* Sends of one request that loadgen makes in all when the server answers 428. */
+/* Maximum sends of one request, the first included, while the server replies 428. */
 #define POW_ATTEMPTS_MAX 3
 /* Highest difficulty loadgen solves: 28 bits take about 2^28 BLAKE2b hashes, minutes
  * on one core, far above the 16 bits of StemeDB's defaults. */
@@ -241,9 +242,9 @@ static void set_text_fields(struct assertion *a, const char *subject, const char
 
 /* Fills a unique claim for the single, batch and warmup modes. The tag keeps runs
  * apart. With --distinct-subjects on, the subject ends in 64 hex digits of a BLAKE2b
- * hash of tag and index: sequential subjects differ in their last digits only, so
- * content defense's MinHash finds them about 80 % similar, and as claims of different
- * agents it quarantines some as duplicates and compares each new claim with many. */
+ * hash of tag and index. Sequential subjects differ in their last digits only, so
+ * content defense finds two of them about 80 % similar. It then compares each new claim
+ * with many stored ones and quarantines some as duplicates of other agents' claims. */
 static void fill_write_claim(const struct workload *w, long index, struct assertion *a)
 {
 	char subject[192];
@@ -872,7 +873,7 @@ static void conn_on_connected(struct driver *d, struct conn *c)
 		conn_fail(d, c, "writing");
 }
 
-/* Builds the request that answers a 428: the head of c's request, X-PoW-Nonce and
+/* Builds the resend after a 428 reply: the head of c's request, X-PoW-Nonce and
  * X-PoW-Timestamp with a proof for the difficulty in body, then the same body. A
  * random start nonce keeps proofs of the same agent in the same second apart, because
  * the server accepts each proof once. Returns NULL when no proof can be sent. */
@@ -928,8 +929,8 @@ static struct request *pow_retry_request(struct driver *d, const struct request 
 	return retry;
 }
 
-/* Answers a 428 on c by sending its request again with a proof of work. Returns false
- * when the reply is to be counted as an error instead. */
+/* Sends c's request again with a proof of work after a 428 reply. Returns false when
+ * the reply is to be counted as an error instead. */
 static bool conn_retry_with_pow(struct driver *d, struct conn *c, const struct response *r)
 {
 	struct request *retry;

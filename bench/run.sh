@@ -216,7 +216,7 @@ bench_physical() {
 
 # ---- StemeDB -------------------------------------------------------------------------
 
-# wait_ready PID PORT LOG waits up to 60 s for the stemedb-api PID to answer /v1/ready.
+# wait_ready PID PORT LOG waits up to 60 s for the stemedb-api PID to reply 200 to /v1/ready.
 wait_ready() {
 	local pid=$1 ready_port=$2 server_log=$3
 	for _ in $(seq 1 600); do
@@ -577,11 +577,11 @@ cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# node_loadgen PORT ARGS... runs loadgen against a protection node the way every
-# protection run does: with the root key as X-API-Key (from the environment, so that
-# it stays out of the process list), X-Agent-Id, and subjects that content defense does
-# not take for near-duplicates. The "off" node gets the same requests and ignores the
-# headers. Prints the result line.
+# node_loadgen PORT ARGS... runs loadgen against a protection node and prints the result
+# line. Every protection run sends the root key as X-API-Key (from the environment, so
+# that it stays out of the process list) and X-Agent-Id. Its subjects end in a hash, so
+# that content defense does not take them for near-duplicates. The "off" node gets the
+# same requests and ignores the headers.
 node_loadgen() {
 	local node=$1
 	shift
