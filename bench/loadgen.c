@@ -895,7 +895,7 @@ static struct request *pow_retry_request(struct driver *d, const struct request 
 	json_decref(root);
 	if (difficulty < 1 || difficulty > POW_SOLVABLE_BITS_MAX) {
 		fprintf(stderr,
-		        "loadgen: cannot answer a 428 with difficulty %lld: loadgen solves 1..%d "
+		        "loadgen: invalid difficulty %lld in a 428 reply: loadgen solves 1..%d "
 		        "bits\n",
 		        (long long)difficulty, POW_SOLVABLE_BITS_MAX);
 		return NULL;
