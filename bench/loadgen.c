@@ -7,7 +7,24 @@
  *                   [--clients 4] [--copy-out FILE]
  *   loadgen votes   --port P --subjects N [--per-subject 10] [--vote-percent 10]
  *                   [--clients 4]
+ *   loadgen warmup  --port P [--per-agent 50] [--clients 4] [--tag T]
  *
+ * Every mode also takes --api-key KEY (or the environment variable STEMEDB_API_KEY,
+ * which keeps the key out of the process list), sent as X-API-Key, and
+ * --agent-header on|off (default off), which sends the requesting agent as X-Agent-Id:
+ * the signer of a single claim or vote, the first signer of a batch. After a 428 reply,
+ * loadgen solves the proof of work for that agent at the difficulty in the reply
+ * (pow_solve) and sends the request again with X-PoW-Nonce and X-PoW-Timestamp, up to
+ * POW_ATTEMPTS_MAX sends in all. The result line counts the proofs and the seconds spent
+ * solving them. The epoll loop is blocked while it solves, so proofs belong in untimed
+ * runs.
+ *
+ * --distinct-subjects on makes the single, batch and warmup subjects unlike each other
+ * (see fill_write_claim), as content defense expects of independent claims.
+ *
+ * warmup writes --per-agent single claims for each of the 16 agents, so that a node
+ * with admission on has seen enough of each agent's assertions to stop asking it for
+ * proofs of work.
  * single and batch build and sign every request before the clock starts, so the
  * measured window holds only HTTP traffic. preload builds each batch when a connection
  * is free, because the million-assertion dataset would otherwise sit in memory twice;
@@ -24,8 +41,9 @@
  *
  * Only loopback addresses (127.0.0.0/8) are accepted as targets. The run stops issuing
  * requests after --max-seconds (default 120) and gives in-flight requests 10 more
- * seconds. The last stdout line is "result key=value ..." for bench/run.sh; the exit
- * status is 0 only when every request succeeded. */
+ * seconds. The last stdout line is "result key=value ..." for bench/run.sh. The exit
+ * status is 0 only when every request succeeded and, outside warmup, content defense
+ * quarantined no claim (a 202 reply or a batch's "quarantined" count). */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,6 +67,7 @@
 #include "stemedb/buf.h"
 #include "stemedb/hex.h"
 #include "stemedb/json_codec.h"
+#include "stemedb/pow.h"
 #include "stemedb/records.h"
 
 #define AGENT_COUNT          16
@@ -59,13 +78,21 @@
 #define ERROR_BODIES_SHOWN   3
 #define READ_CHUNK           65536
 #define RESPONSE_MAX         (64u * 1024u * 1024u)
+#define REQUEST_HEAD_MAX     512
+/* Maximum sends of one request, the first included, while the server replies 428. */
+#define POW_ATTEMPTS_MAX 3
+/* Highest difficulty loadgen solves: 28 bits take about 2^28 BLAKE2b hashes, minutes
+ * on one core, far above the 16 bits of StemeDB's defaults. */
+#define POW_SOLVABLE_BITS_MAX 28
+/* Length of an API key: "sdb_", 16 hex digits, "_", 64 hex digits. */
+#define API_KEY_LEN 85
 
 /* Timestamps of generated claims: a fixed instant keeps preloaded data identical across
  * runs. 1,760,000,000 is 2025-10-09 08:53:20 UTC. */
 #define BASE_TIMESTAMP  1760000000u
 #define SECONDS_PER_DAY 86400u
 
-enum mode { MODE_SINGLE, MODE_BATCH, MODE_PRELOAD, MODE_VOTES };
+enum mode { MODE_SINGLE, MODE_BATCH, MODE_PRELOAD, MODE_VOTES, MODE_WARMUP };
 
 struct options {
 	enum mode mode;
@@ -77,9 +104,13 @@ struct options {
 	long subjects;
 	long per_subject;
 	long vote_percent;
+	long per_agent;
 	double max_seconds;
 	const char *tag;
 	const char *copy_out;
+	const char *api_key; /* NULL: no X-API-Key header */
+	bool agent_header;
+	bool distinct_subjects;
 };
 
 struct agent {
@@ -91,6 +122,10 @@ struct agent {
 struct request {
 	struct buf bytes;
 	long items;
+	int agent;             /* index of the requesting agent, -1 for none */
+	size_t header_end;     /* end of the header lines, before the blank line */
+	size_t body_offset;    /* start of the body */
+	int pow_attempts_left; /* further sends allowed after a 428 */
 };
 
 struct workload {
@@ -131,6 +166,9 @@ struct stats {
 	long created;
 	long exists;
 	long rejected;
+	long quarantined;
+	long proofs;
+	double pow_seconds;
 	int bodies_shown;
 };
 
@@ -163,6 +201,8 @@ static double now_seconds(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+static const char *mode_name(enum mode mode);
 
 /* ---- Assertion generation ---------------------------------------------------------- */
 
@@ -200,14 +240,26 @@ static void set_text_fields(struct assertion *a, const char *subject, const char
 	object_set_text(&a->object, OBJECT_TEXT, value, strlen(value));
 }
 
-/* Fills a unique claim for the single and batch modes. The tag keeps runs apart. */
+/* Fills a unique claim for the single, batch and warmup modes. The tag keeps runs
+ * apart. With --distinct-subjects on, the subject ends in 64 hex digits of a BLAKE2b
+ * hash of tag and index. Sequential subjects differ in their last digits only, so
+ * content defense finds two of them about 80 % similar. It then compares each new claim
+ * with many stored ones and quarantines some as duplicates of other agents' claims. */
 static void fill_write_claim(const struct workload *w, long index, struct assertion *a)
 {
-	char subject[128];
+	char subject[192];
 	char value[32];
+	int len = snprintf(subject, sizeof(subject), "bench/%s/%s/%ld", mode_name(w->opt->mode),
+	                   w->opt->tag, index);
 
-	snprintf(subject, sizeof(subject), "bench/%s/%s/%ld",
-	         w->opt->mode == MODE_SINGLE ? "single" : "batch", w->opt->tag, index);
+	if (w->opt->distinct_subjects) {
+		uint8_t digest[32];
+
+		crypto_generichash(digest, sizeof(digest), (const uint8_t *)subject, (size_t)len,
+		                   NULL, 0);
+		subject[len++] = '/';
+		hex_encode(digest, sizeof(digest), subject + len);
+	}
 	snprintf(value, sizeof(value), "value-%u", mix(index, 1, 7));
 	set_text_fields(a, subject, "bench_value", value);
 
@@ -237,13 +289,22 @@ static void fill_preload_claim(const struct workload *w, long index, struct asse
 	a->timestamp = BASE_TIMESTAMP - (uint64_t)j * 30u * SECONDS_PER_DAY;
 }
 
+/* Returns the index of the agent that signs claim `index` first. warmup takes the
+ * agents in turn, so each writes the same number of claims. */
+static int claim_agent(const struct workload *w, long index)
+{
+	if (w->opt->mode == MODE_WARMUP)
+		return (int)(index % AGENT_COUNT);
+	return (int)mix(index, 8, AGENT_COUNT);
+}
+
 /* Signs with one agent, and every fifth preloaded claim with a second one, so the
  * authority lens also weighs co-signed claims. */
 static bool sign_claim(const struct workload *w, long index, struct assertion *a,
                        uint8_t hash[STEMEDB_HASH_LEN])
 {
-	const struct agent *first = &w->agents[mix(index, 8, AGENT_COUNT)];
-	const struct agent *second = &w->agents[(mix(index, 8, AGENT_COUNT) + 1) % AGENT_COUNT];
+	const struct agent *first = &w->agents[claim_agent(w, index)];
+	const struct agent *second = &w->agents[(claim_agent(w, index) + 1) % AGENT_COUNT];
 
 	if (!assertion_hash(a, hash))
 		return false;
@@ -317,26 +378,45 @@ done:
 	return ok;
 }
 
-static void request_frame(const struct options *opt, const char *path, const struct buf *body,
-                          struct request *req)
+/* Frames a POST of body to path on behalf of agent (an index into w->agents, -1 for
+ * none), with the X-API-Key and X-Agent-Id headers that the options ask for. */
+static void request_frame(const struct workload *w, const char *path, int agent,
+                          const struct buf *body, struct request *req)
 {
-	char head[256];
+	const struct options *opt = w->opt;
+	char head[REQUEST_HEAD_MAX];
+	char agent_hex[2 * STEMEDB_AGENT_ID_LEN + 1];
 	int len = snprintf(head, sizeof(head),
 	                   "POST %s HTTP/1.1\r\nHost: %s:%ld\r\nContent-Type: application/json\r\n"
-	                   "Content-Length: %zu\r\n\r\n",
+	                   "Content-Length: %zu\r\n",
 	                   path, opt->host, opt->port, body->len);
+
+	if (opt->api_key != NULL)
+		len += snprintf(head + len, sizeof(head) - (size_t)len, "X-API-Key: %s\r\n",
+		                opt->api_key);
+	if (opt->agent_header && agent >= 0) {
+		hex_encode(w->agents[agent].public_key, STEMEDB_AGENT_ID_LEN, agent_hex);
+		len += snprintf(head + len, sizeof(head) - (size_t)len, "X-Agent-Id: %s\r\n",
+		                agent_hex);
+	}
 
 	buf_init(&req->bytes);
 	buf_append(&req->bytes, head, (size_t)len);
+	req->header_end = (size_t)len;
+	buf_append(&req->bytes, "\r\n", 2);
+	req->body_offset = req->bytes.len;
 	buf_append(&req->bytes, body->data, body->len);
+	req->agent = agent;
+	req->pow_attempts_left = POW_ATTEMPTS_MAX - 1;
 }
 
 /* Builds the next request from the claims not yet generated: one claim in single mode,
  * up to batch_size claims in the batch modes. */
 static bool workload_build(struct workload *w, struct request *req)
 {
-	bool batch = w->opt->mode != MODE_SINGLE;
+	bool batch = w->opt->mode == MODE_BATCH || w->opt->mode == MODE_PRELOAD;
 	long items = batch ? w->opt->batch_size : 1;
+	int agent = claim_agent(w, w->next_item);
 	struct buf body;
 	bool ok = true;
 
@@ -356,7 +436,7 @@ static bool workload_build(struct workload *w, struct request *req)
 	w->next_item += items;
 	req->items = items;
 	if (ok)
-		request_frame(w->opt, batch ? "/v1/assert/batch" : "/v1/assert", &body, req);
+		request_frame(w, batch ? "/v1/assert/batch" : "/v1/assert", agent, &body, req);
 	buf_free(&body);
 	return ok;
 }
@@ -373,10 +453,14 @@ static long subject_vote_count(const struct workload *w, long s)
 /* Fills and signs vote k on subject s. Each of a subject's votes comes from a different
  * agent and lands on one of the subject's preloaded claims. Weights run from -0.2 to 1.0,
  * so some votes dispute their claim. */
+static int vote_agent(long s, long k)
+{
+	return (int)((mix(s, 12, AGENT_COUNT) + (uint32_t)k) % AGENT_COUNT);
+}
+
 static bool sign_vote(const struct workload *w, long s, long k, struct record *r)
 {
-	const struct agent *voter =
-	        &w->agents[(mix(s, 12, AGENT_COUNT) + (uint32_t)k) % AGENT_COUNT];
+	const struct agent *voter = &w->agents[vote_agent(s, k)];
 	long claim =
 	        s * w->opt->per_subject + (long)mix(s * 4 + k, 11, (uint32_t)w->opt->per_subject);
 	struct assertion a;
@@ -427,7 +511,7 @@ static bool build_vote_request(struct workload *w, long s, long k, struct reques
 	buf_init(&body);
 	buf_append(&body, text, (size_t)len);
 	req->items = 1;
-	request_frame(w->opt, "/v1/vote", &body, req);
+	request_frame(w, "/v1/vote", vote_agent(s, k), &body, req);
 	buf_free(&body);
 	return true;
 }
@@ -464,7 +548,7 @@ static bool workload_prebuild_votes(struct workload *w)
 
 static bool workload_prebuild(struct workload *w)
 {
-	long per_request = w->opt->mode == MODE_SINGLE ? 1 : w->opt->batch_size;
+	long per_request = w->opt->mode == MODE_BATCH ? w->opt->batch_size : 1;
 
 	if (w->opt->mode == MODE_VOTES)
 		return workload_prebuild_votes(w);
@@ -624,6 +708,7 @@ static bool account_batch(struct stats *s, const char *body, size_t len)
 	long created = json_count(root, "created");
 	long existing = json_count(root, "existing");
 	long rejected = json_count(root, "rejected");
+	long quarantined = json_count(root, "quarantined"); /* absent when defense is off */
 
 	json_decref(root);
 	if (created < 0 || existing < 0 || rejected < 0) {
@@ -633,13 +718,15 @@ static bool account_batch(struct stats *s, const char *body, size_t len)
 	s->created += created;
 	s->exists += existing;
 	s->rejected += rejected;
+	s->quarantined += quarantined > 0 ? quarantined : 0;
 	if (rejected > 0)
 		show_error_body(s, 200, body, len);
 	return rejected == 0;
 }
 
-/* Classifies one response. single and votes count 201 as created and 200 as exists,
- * and the batch modes read the per-item counts. Anything else is an HTTP error. */
+/* Classifies one response. single, warmup and votes count 201 as created, 200 as
+ * exists and 202 as quarantined (stored, but held back by content defense), and the
+ * batch modes read the per-item counts. Anything else is an HTTP error. */
 static void account_response(struct driver *d, const struct response *r, const char *body)
 {
 	struct stats *s = &d->stats;
@@ -649,11 +736,13 @@ static void account_response(struct driver *d, const struct response *r, const c
 	if (batch)
 		ok = r->status == 200 && account_batch(s, body, r->body_len);
 	else
-		ok = r->status == 201 || r->status == 200;
+		ok = r->status == 201 || r->status == 200 || r->status == 202;
 	if (!batch && r->status == 201)
 		s->created++;
 	if (!batch && r->status == 200)
 		s->exists++;
+	if (!batch && r->status == 202)
+		s->quarantined++;
 
 	if (!ok) {
 		s->http_errors++;
@@ -784,11 +873,95 @@ static void conn_on_connected(struct driver *d, struct conn *c)
 		conn_fail(d, c, "writing");
 }
 
+/* Builds the resend after a 428 reply: the head of c's request, X-PoW-Nonce and
+ * X-PoW-Timestamp with a proof for the difficulty in body, then the same body. A
+ * random start nonce keeps proofs of the same agent in the same second apart, because
+ * the server accepts each proof once. Returns NULL when no proof can be sent. */
+static struct request *pow_retry_request(struct driver *d, const struct request *req,
+                                         const char *body, size_t len)
+{
+	json_error_t error;
+	json_t *root = json_loadb(body, len, 0, &error);
+	json_int_t difficulty = json_integer_value(json_object_get(root, "difficulty"));
+	const uint8_t *agent = d->work->agents[req->agent].public_key;
+	uint64_t timestamp = (uint64_t)time(NULL);
+	uint64_t start;
+	uint64_t nonce;
+	double started = now_seconds();
+	struct request *retry;
+	char lines[128];
+	int lines_len;
+
+	json_decref(root);
+	if (difficulty < 1 || difficulty > POW_SOLVABLE_BITS_MAX) {
+		fprintf(stderr,
+		        "loadgen: invalid difficulty %lld in a 428 reply: loadgen solves 1..%d "
+		        "bits\n",
+		        (long long)difficulty, POW_SOLVABLE_BITS_MAX);
+		return NULL;
+	}
+	randombytes_buf(&start, sizeof(start));
+	start >>= 1; /* keeps start + attempts below 2^64 */
+	if (!pow_solve(agent, timestamp, (unsigned)difficulty, start, UINT64_C(1) << 40, &nonce)) {
+		fprintf(stderr, "loadgen: no proof of work with %lld bits found\n",
+		        (long long)difficulty);
+		return NULL;
+	}
+	d->stats.proofs++;
+	d->stats.pow_seconds += now_seconds() - started;
+
+	retry = calloc(1, sizeof(*retry));
+	if (retry == NULL)
+		return NULL;
+	lines_len =
+	        snprintf(lines, sizeof(lines), "X-PoW-Nonce: %llu\r\nX-PoW-Timestamp: %llu\r\n\r\n",
+	                 (unsigned long long)nonce, (unsigned long long)timestamp);
+	buf_init(&retry->bytes);
+	buf_append(&retry->bytes, req->bytes.data, req->header_end);
+	retry->header_end = req->header_end;
+	buf_append(&retry->bytes, lines, (size_t)lines_len);
+	retry->body_offset = retry->bytes.len;
+	buf_append(&retry->bytes, req->bytes.data + req->body_offset,
+	           req->bytes.len - req->body_offset);
+	retry->items = req->items;
+	retry->agent = req->agent;
+	retry->pow_attempts_left = req->pow_attempts_left - 1;
+	return retry;
+}
+
+/* Sends c's request again with a proof of work after a 428 reply. Returns false when
+ * the reply is to be counted as an error instead. */
+static bool conn_retry_with_pow(struct driver *d, struct conn *c, const struct response *r)
+{
+	struct request *retry;
+
+	if (r->status != 428 || r->close || c->request->agent < 0 ||
+	    c->request->pow_attempts_left <= 0)
+		return false;
+	retry = pow_retry_request(d, c->request, (const char *)c->in.data + r->body_offset,
+	                          r->body_len);
+	if (retry == NULL)
+		return false;
+
+	request_release(c->request, c->owns_request);
+	c->request = retry;
+	c->owns_request = true;
+	buf_reset(&c->in);
+	c->written = 0;
+	c->state = CONN_WRITING;
+	/* sent_at stays at the first send, so the latency includes the proof. */
+	if (!conn_write(d, c))
+		conn_fail(d, c, "writing");
+	return true;
+}
+
 /* Records a complete response and moves c on to its next request. */
 static void conn_complete(struct driver *d, struct conn *c, const struct response *r)
 {
 	double done = now_seconds();
 
+	if (conn_retry_with_pow(d, c, r))
+		return;
 	account_response(d, r, (const char *)c->in.data + r->body_offset);
 	if (r->status >= 200 && r->status < 300)
 		stats_add_latency(&d->stats, (done - c->sent_at) * 1e3);
@@ -935,6 +1108,8 @@ static const char *mode_name(enum mode mode)
 		return "preload";
 	case MODE_VOTES:
 		return "votes";
+	case MODE_WARMUP:
+		return "warmup";
 	}
 	return "?";
 }
@@ -953,12 +1128,14 @@ static void print_result(struct driver *d, double gen_seconds)
 		       d->work->voted_subjects, d->work->sample_voted_subject);
 	printf("result mode=%s clients=%ld requests_ok=%ld http_errors=%ld transport_errors=%ld "
 	       "created=%ld exists=%ld rejected=%ld seconds=%.3f items_per_sec=%.1f "
-	       "requests_per_sec=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f gen_seconds=%.3f\n",
+	       "requests_per_sec=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f gen_seconds=%.3f "
+	       "quarantined=%ld proofs=%ld pow_seconds=%.3f\n",
 	       mode_name(d->opt->mode), d->opt->clients, s->requests_ok, s->http_errors,
 	       s->transport_errors, s->created, s->exists, s->rejected, elapsed,
-	       elapsed > 0 ? (double)(s->created + s->exists) / elapsed : 0,
+	       elapsed > 0 ? (double)(s->created + s->exists + s->quarantined) / elapsed : 0,
 	       elapsed > 0 ? (double)s->requests_ok / elapsed : 0, quantile(l, n, 0.50),
-	       quantile(l, n, 0.99), n > 0 ? l[n - 1] : 0, gen_seconds);
+	       quantile(l, n, 0.99), n > 0 ? l[n - 1] : 0, gen_seconds, s->quarantined, s->proofs,
+	       s->pow_seconds);
 }
 
 /* ---- Options ------------------------------------------------------------------------------ */
@@ -973,7 +1150,12 @@ static void usage(void)
 	        "[--batch-size 500] [--clients 4] [--copy-out FILE]\n"
 	        "       loadgen votes   --port P --subjects N [--per-subject 10] "
 	        "[--vote-percent 10] [--clients 4]\n"
-	        "common options: --host 127.0.0.1 (loopback only), --max-seconds 120\n");
+	        "       loadgen warmup  --port P [--per-agent 50] [--clients 4] [--tag T]\n"
+	        "common options: --host 127.0.0.1 (loopback only), --max-seconds 120,\n"
+	        "  --api-key KEY (sent as X-API-Key; default: $STEMEDB_API_KEY, none if unset),\n"
+	        "  --agent-header on|off (send X-Agent-Id; default off),\n"
+	        "  --distinct-subjects on|off (single, batch and warmup subjects end in a\n"
+	        "  64-digit hash; default off)\n");
 }
 
 static bool parse_long(const char *name, const char *text, long min, long max, long *out)
@@ -1008,9 +1190,54 @@ static bool tag_valid(const char *tag)
 	return true;
 }
 
+/* Checks the API key format, sdb_<16 lowercase hex>_<64 lowercase hex>, so that a
+ * typo fails here and no text reaches the request head unchecked. */
+static bool api_key_valid(const char *key)
+{
+	if (strlen(key) != API_KEY_LEN || strncmp(key, "sdb_", 4) != 0 || key[20] != '_')
+		return false;
+	for (size_t i = 4; i < API_KEY_LEN; i++) {
+		char ch = key[i];
+
+		if (i != 20 && !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+static bool set_api_key(struct options *opt, const char *source, const char *value)
+{
+	if (!api_key_valid(value)) {
+		fprintf(stderr,
+		        "loadgen: invalid API key in %s: expected sdb_<16 hex digits>_<64 hex "
+		        "digits>, as stemedb-ctl keys generate prints\n",
+		        source);
+		return false;
+	}
+	opt->api_key = value;
+	return true;
+}
+
 static bool parse_text_option(struct options *opt, const char *name, const char *value)
 {
-	if (strcmp(name, "--host") == 0) {
+	if (strcmp(name, "--api-key") == 0) {
+		return set_api_key(opt, "--api-key", value);
+	} else if (strcmp(name, "--agent-header") == 0) {
+		if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+			fprintf(stderr, "loadgen: invalid --agent-header \"%s\": use on or off\n",
+			        value);
+			return false;
+		}
+		opt->agent_header = strcmp(value, "on") == 0;
+	} else if (strcmp(name, "--distinct-subjects") == 0) {
+		if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+			fprintf(stderr,
+			        "loadgen: invalid --distinct-subjects \"%s\": use on or off\n",
+			        value);
+			return false;
+		}
+		opt->distinct_subjects = strcmp(value, "on") == 0;
+	} else if (strcmp(name, "--host") == 0) {
 		opt->host = value;
 	} else if (strcmp(name, "--copy-out") == 0) {
 		opt->copy_out = value;
@@ -1049,6 +1276,8 @@ static bool parse_option(struct options *opt, const char *name, const char *valu
 		return parse_long(name, value, 1, 1000, &opt->per_subject);
 	if (strcmp(name, "--vote-percent") == 0)
 		return parse_long(name, value, 0, 100, &opt->vote_percent);
+	if (strcmp(name, "--per-agent") == 0)
+		return parse_long(name, value, 1, 100000, &opt->per_agent);
 	if (strcmp(name, "--max-seconds") == 0) {
 		if (!parse_long(name, value, 1, 3600, &seconds))
 			return false;
@@ -1069,6 +1298,8 @@ static bool parse_mode(const char *text, struct options *opt)
 		opt->mode = MODE_PRELOAD;
 	} else if (strcmp(text, "votes") == 0) {
 		opt->mode = MODE_VOTES;
+	} else if (strcmp(text, "warmup") == 0) {
+		opt->mode = MODE_WARMUP;
 	} else {
 		usage();
 		return false;
@@ -1081,8 +1312,10 @@ static bool parse_mode(const char *text, struct options *opt)
 static bool options_check(const struct options *opt, struct sockaddr_in *addr)
 {
 	bool needs_count = opt->mode == MODE_SINGLE || opt->mode == MODE_BATCH;
+	bool needs_subjects = opt->mode == MODE_PRELOAD || opt->mode == MODE_VOTES;
 
-	if (opt->port == 0 || (needs_count ? opt->count == 0 : opt->subjects == 0)) {
+	if (opt->port == 0 || (needs_count && opt->count == 0) ||
+	    (needs_subjects && opt->subjects == 0)) {
 		fprintf(stderr,
 		        "loadgen: missing --port or --%s; run without arguments for "
 		        "usage\n",
@@ -1105,7 +1338,11 @@ static bool options_check(const struct options *opt, struct sockaddr_in *addr)
 
 static bool parse_options(int argc, char **argv, struct options *opt, struct sockaddr_in *addr)
 {
+	const char *env_key = getenv("STEMEDB_API_KEY");
+
 	if (argc < 2 || !parse_mode(argv[1], opt))
+		return false;
+	if (env_key != NULL && env_key[0] != '\0' && !set_api_key(opt, "STEMEDB_API_KEY", env_key))
 		return false;
 	for (int i = 2; i < argc; i += 2) {
 		if (i + 1 >= argc) {
@@ -1124,7 +1361,12 @@ static bool workload_init(struct workload *w, const struct options *opt)
 {
 	memset(w, 0, sizeof(*w));
 	w->opt = opt;
-	w->total_items = opt->mode == MODE_PRELOAD ? opt->subjects * opt->per_subject : opt->count;
+	if (opt->mode == MODE_PRELOAD)
+		w->total_items = opt->subjects * opt->per_subject;
+	else if (opt->mode == MODE_WARMUP)
+		w->total_items = opt->per_agent * AGENT_COUNT;
+	else
+		w->total_items = opt->count;
 	workload_make_agents(w);
 	if (opt->copy_out == NULL)
 		return true;
@@ -1190,11 +1432,19 @@ static bool run_ok(const struct driver *d)
 	const struct stats *s = &d->stats;
 	bool exists_allowed = d->opt->mode == MODE_PRELOAD || d->opt->mode == MODE_VOTES;
 
+	bool quarantine_allowed = d->opt->mode == MODE_WARMUP;
+
 	if (!exists_allowed && s->exists > 0)
 		fprintf(stderr, "loadgen: %ld claims already existed; use a new --tag per run\n",
 		        s->exists);
+	if (!quarantine_allowed && s->quarantined > 0)
+		fprintf(stderr,
+		        "loadgen: content defense quarantined %ld claims; use --distinct-subjects "
+		        "on against a node with STEMEDB_CONTENT_DEFENSE_ENABLED=true\n",
+		        s->quarantined);
 	return !d->work->failed && s->http_errors == 0 && s->transport_errors == 0 &&
-	       s->rejected == 0 && (exists_allowed || s->exists == 0);
+	       s->rejected == 0 && (exists_allowed || s->exists == 0) &&
+	       (quarantine_allowed || s->quarantined == 0);
 }
 
 int main(int argc, char **argv)
@@ -1204,6 +1454,7 @@ int main(int argc, char **argv)
 	                      .batch_size = 500,
 	                      .per_subject = 10,
 	                      .vote_percent = 10,
+	                      .per_agent = 50,
 	                      .max_seconds = 120,
 	                      .tag = "run"};
 	struct sockaddr_in addr;

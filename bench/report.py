@@ -6,6 +6,9 @@
                                      h2load --log-file log
   report.py render WORK_DIR OUTPUT   writes the benchmark page from WORK_DIR/results.tsv,
                                      WORK_DIR/meta.tsv and the perf profiles
+  report.py protection WORK_DIR OUTPUT
+                                     replaces only the protection section of OUTPUT
+                                     (BENCH_ONLY=protection), keeping the rest
 
 Uses only the standard library, so Debian's /usr/bin/python3 runs it as it is.
 """
@@ -210,6 +213,121 @@ def results_table(fig, meta):
             label.replace("  ", "&nbsp;&nbsp;"), fig.cell(ours, digits),
             fig.cell(theirs, digits), ratio_text(fig.median(ours), fig.median(theirs))))
     return lines
+
+
+PROTECTION_HEADING = "## Ingest cost of the protection layers"
+
+
+def protection_table(fig, meta):
+    rows = [
+        ("Signed single asserts/s, %s clients" % meta.get("clients", "64"), "single_rate", 0),
+        ("  latency p50 (ms)", "single_p50_ms", 2),
+        ("  latency p99 (ms)", "single_p99_ms", 2),
+        ("  stemedb-api CPU time per assertion (µs)", "single_cpu_us", 0),
+        ("Batch ingest, assertions/s (%s per request, %s connections)"
+         % (meta.get("batch_size", "500"), meta.get("batch_clients", "4")), "batch_rate", 0),
+        ("  latency per batch p50 (ms)", "batch_p50_ms", 1),
+        ("  latency per batch p99 (ms)", "batch_p99_ms", 1),
+        ("  stemedb-api CPU time per assertion (µs)", "batch_cpu_us", 0),
+    ]
+    lines = ["| Workload | every layer off | every layer on | on / off |",
+             "|---|---:|---:|---:|"]
+    for label, metric, digits in rows:
+        off = "protection_off_" + metric
+        on = "protection_on_" + metric
+        lines.append("| %s | %s | %s | %s |" % (
+            label.replace("  ", "&nbsp;&nbsp;"), fig.cell(off, digits), fig.cell(on, digits),
+            ratio_text(fig.median(on), fig.median(off))))
+    return lines
+
+
+def protection_section(fig, meta):
+    """Return the lines of the protection section, without its heading."""
+    def count(key):
+        return thousands(meta.get(key, "?"))
+
+    lines = [
+        "The StemeDB rows of the other sections run with every protection layer off "
+        "(`STEMEDB_AUTH_ENABLED`, `STEMEDB_RATE_LIMIT_ENABLED`, "
+        "`STEMEDB_CIRCUIT_BREAKER_ENABLED`, `STEMEDB_ADMISSION_ENABLED`, "
+        "`STEMEDB_QUOTA_ENABLED` and `STEMEDB_CONTENT_DEFENSE_ENABLED` all `false`), so "
+        "they stay comparable with runs from before the layers existed. This section "
+        "shows what the layers cost on ingest.",
+        "",
+        "Two fresh nodes run side by side: one with every layer off, one with every layer "
+        "on. The second has `STEMEDB_AUTH_ENABLED=true` with a root key "
+        "(`stemedb-ctl keys generate`) that loadgen sends as `X-API-Key`; rate limits, "
+        "circuit breaker, admission and content defense at their defaults; and the quota "
+        "on with `STEMEDB_QUOTA_TOKENS=%s`, so that the bench load never reaches it. The "
+        "figures therefore show what the checks and the accounting cost, not what "
+        "rejections save." % count("protection_quota_tokens"),
+        "",
+        "Both nodes get the same requests: every request carries the key and names its "
+        "agent in `X-Agent-Id`, and the subjects end in a 64-digit hash "
+        "(`loadgen --distinct-subjects on`). The sequential subjects of the other rows "
+        "(`bench/single/s1/1234`) differ only in their last digits, so content defense "
+        "finds two of them about 80 %% similar (3-byte shingles). It then compares each "
+        "new claim with many stored ones and quarantines some as duplicates. The timed "
+        "runs "
+        "alternate between the nodes, odd runs starting with the node with every layer "
+        "off. %s runs per figure: median (min – max). The CPU time is the user plus "
+        "system time of the stemedb-api process (`/proc/PID/stat`) over the run, divided "
+        "by the assertions stored; it depends less on other work on a shared machine "
+        "than the rate does." % meta.get("runs", "?"),
+        "",
+    ]
+    lines += protection_table(fig, meta)
+    lines += [
+        "",
+        "- Warm-up, untimed: each of loadgen's 16 agents first writes %s claims to each "
+        "node, then one claim per agent per round until a round needs no proof of work. "
+        "Admission asks a new agent (trust 0.5) for 16 leading zero bits for its first "
+        "10 assertions and for 1 bit up to 49, so the timed runs measure the steady "
+        "state. On the node with every layer on this took %s s in %s rounds, and "
+        "loadgen solved %s proofs in %s s of solving; on the other node it took %s s."
+        % (meta.get("protection_warmup_per_agent", "?"),
+           meta.get("protection_on_warmup_seconds", "?"),
+           meta.get("protection_on_warmup_rounds", "?"),
+           count("protection_on_warmup_proofs"),
+           meta.get("protection_on_warmup_pow_seconds", "?"),
+           meta.get("protection_off_warmup_seconds", "?")),
+        "- Content defense quarantined %s assertions on that node "
+        "(`stemedb_assertions_quarantined_total`): %s in the warm-up and %s in the timed "
+        "runs." % (count("protection_quarantined_total"),
+                   count("protection_on_warmup_quarantined"),
+                   count("protection_quarantined_timed")),
+        "- `stemedb_requests_rejected_total` rose by %s during the timed runs; the bench "
+        "fails unless it stays unchanged. Before them it counted %s rejections: the "
+        "warm-up's 428 replies (`proof_of_work_required`), which loadgen answered with "
+        "a proof, and the 401 of the start check that the node requires an API key."
+        % (count("protection_rejected_timed"), count("protection_rejected_warmup")),
+        "- Measured by `%s` on %s at commit %s, %s cores, load average %s at the start "
+        "of this section and %s at its end."
+        % (meta.get("command", "make bench"), meta.get("protection_date", "?"),
+           meta.get("commit", "?"), meta.get("cores", "?"),
+           meta.get("protection_load_average", "?"),
+           meta.get("protection_load_average_end", "?")),
+    ]
+    return lines
+
+
+def replace_protection_section(work, output):
+    """Replace the protection section of the page at output, or insert it before the
+    method section, leaving every other line as it is."""
+    section = [PROTECTION_HEADING, ""] + protection_section(
+        Figures(load_results(work)), load_meta(work)) + [""]
+    page = Path(output)
+    old = page.read_text(encoding="utf-8").splitlines() if page.exists() else ["# Benchmarks", ""]
+    if PROTECTION_HEADING in old:
+        start = old.index(PROTECTION_HEADING)
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")),
+                   len(old))
+    else:
+        start = next((i for i, line in enumerate(old)
+                      if line.startswith("## How each figure is measured")), len(old))
+        end = start
+    lines = old[:start] + section + old[end:]
+    page.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
 
 
 def read_row(fig, label, metric, authority=True):
@@ -639,7 +757,10 @@ def render(work, output):
         "",
         "This page is written by `make bench` (`bench/run.sh`); rerun it to refresh the "
         "numbers. Every figure below comes from the run described here, on this machine, "
-        "with StemeDB and PostgreSQL 15 measured one after the other in that run.",
+        "with StemeDB and PostgreSQL 15 measured one after the other in that run. Two "
+        "sections can come from later runs and name their own: the protection section, "
+        "which `BENCH_ONLY=protection make bench` refreshes alone, and the query audit "
+        "cost from `bench/audit_cost.sh`.",
         "",
         "## Machine and run",
         "",
@@ -652,6 +773,7 @@ def render(work, output):
     lines += ["", "## Goals", ""] + goals_table(fig) + goals_notes(work, fig)
     lines += ["", "## Physical limits of this machine", ""] + limits_section(fig, meta)
     lines += ["", "## Where the time goes", ""] + profile_section(work)
+    lines += ["", PROTECTION_HEADING, ""] + protection_section(fig, meta)
     lines += kept_sections(output)
     lines += ["", METHOD]
     Path(output).write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
@@ -666,6 +788,9 @@ def main(argv):
         return 0
     if len(argv) == 4 and argv[1] == "render":
         render(Path(argv[2]), argv[3])
+        return 0
+    if len(argv) == 4 and argv[1] == "protection":
+        replace_protection_section(Path(argv[2]), argv[3])
         return 0
     sys.stderr.write(__doc__)
     return 2

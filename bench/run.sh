@@ -17,7 +17,18 @@
 # pgbench run, default 10), BENCH_KEEP=1 (keep the work directory for inspection),
 # BENCH_OUTPUT (page to write, default docs/benchmarks.md), BENCH_VIEW_RUNS (measured
 # runs of the skeptic, layered, vote-lens and HTTP/2 figures, default 3),
-# BENCH_H2_REQUESTS (requests per h2load run, default 100000).
+# BENCH_H2_REQUESTS (requests per h2load run, default 100000), BENCH_WARMUP_PER_AGENT
+# (untimed assertions per loadgen agent before the protection runs, default 50, the
+# STEMEDB_POW_ESTABLISHED_ASSERTIONS default).
+#
+# BENCH_ONLY=protection runs only the protection section (two fresh nodes, BENCH_RUNS
+# timed runs each of BENCH_SINGLE_COUNT single asserts and BENCH_BATCH_COUNT batched
+# ones, a few minutes with the defaults) and replaces only that section of the page,
+# keeping every other section and its numbers. It needs neither PostgreSQL nor perf.
+#
+# The main StemeDB rows run with every protection layer off (STEMEDB_*_ENABLED=false), so
+# they stay comparable with runs from before the layers existed. The protection section
+# measures ingest with every layer off next to every layer on.
 set -euo pipefail
 
 build=${1:-build}
@@ -55,8 +66,28 @@ python=/usr/bin/python3
 # Debian packages this script needs on top of scripts/deps.sh.
 bench_packages=(wrk nghttp2-client postgresql-15 postgresql-client-15 curl linux-perf)
 
+only=${BENCH_ONLY:-}
+warmup_per_agent=${BENCH_WARMUP_PER_AGENT:-50}
+# At most this many one-claim-per-agent rounds follow the warm-up until no agent is
+# asked for a proof of work.
+warmup_check_rounds=10
+# Every protection layer off: the settings of the main StemeDB rows and of the "off"
+# node of the protection section.
+layers_off=(STEMEDB_AUTH_ENABLED=false STEMEDB_RATE_LIMIT_ENABLED=false
+	STEMEDB_CIRCUIT_BREAKER_ENABLED=false STEMEDB_ADMISSION_ENABLED=false
+	STEMEDB_QUOTA_ENABLED=false STEMEDB_CONTENT_DEFENSE_ENABLED=false
+	STEMEDB_MAX_CONNECTIONS_PER_CLIENT=0)
+# The quota of the "on" node: the maximum STEMEDB_QUOTA_TOKENS, far above what the
+# bench load spends, so that the section measures the accounting, not rejections.
+protection_quota_tokens=1000000000
+# Connections per client address on the "on" node: every loadgen client connects from
+# 127.0.0.1, so the limit is set above its 64 clients instead of the default 64.
+protection_connections_per_client=256
+
 work=""
 server_pid=""
+# Process ids of the protection section's nodes, stopped by cleanup.
+node_pids=()
 pg_data=""
 started=$(date +%s)
 
@@ -88,10 +119,21 @@ install_missing_packages() {
 }
 
 check_tools() {
-	install_missing_packages
 	local tool
-	for tool in "$bin/stemedb-api" "$bin/loadgen" "$bin/physical_limits" "$pg_bin/initdb" \
-		"$pg_bin/pg_ctl" "$pg_bin/pgbench" "$pg_bin/psql" /usr/bin/wrk /usr/bin/h2load "$python"; do
+	case $only in
+	"") ;;
+	protection)
+		for tool in "$bin/stemedb-api" "$bin/loadgen" "$bin/stemedb-ctl" /usr/bin/curl "$python"; do
+			[ -x "$tool" ] || fail "$tool is missing or not executable; run make first"
+		done
+		return 0
+		;;
+	*) fail "invalid BENCH_ONLY \"$only\": use protection, or leave it unset for the full run" ;;
+	esac
+	install_missing_packages
+	for tool in "$bin/stemedb-api" "$bin/loadgen" "$bin/physical_limits" "$bin/stemedb-ctl" \
+		"$pg_bin/initdb" "$pg_bin/pg_ctl" "$pg_bin/pgbench" "$pg_bin/psql" /usr/bin/wrk \
+		/usr/bin/h2load "$python"; do
 		[ -x "$tool" ] || fail "$tool is missing or not executable; run make and make deps first"
 	done
 	[ "$(id -u)" -eq 0 ] || fail "the PostgreSQL peer runs as the postgres user through runuser, which needs root"
@@ -125,6 +167,7 @@ cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
 	stop_stemedb
+	stop_nodes
 	stop_postgres
 	if [ -n "$work" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
 		rm -rf "$work"
@@ -177,27 +220,34 @@ bench_physical() {
 
 # ---- StemeDB -------------------------------------------------------------------------
 
+# wait_ready PID PORT LOG waits up to 60 s for the stemedb-api PID to reply 200 to /v1/ready.
+wait_ready() {
+	local pid=$1 ready_port=$2 server_log=$3
+	for _ in $(seq 1 600); do
+		if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ready_port/v1/ready")" = 200 ]; then
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || fail "stemedb-api exited during startup: $(tail -n 5 "$server_log")"
+		sleep 0.1
+	done
+	fail "stemedb-api was not ready within 60 s: $(tail -n 5 "$server_log")"
+}
+
+# Starts the node of the main rows with every protection layer off.
 start_stemedb() {
 	port=$(free_port)
 	# h2c is served on the API port next to HTTP/1.1. Every load client connects from
 	# 127.0.0.1, so the per-client connection limit is off.
 	h2_port=$port
 	mkdir -p "$work/stemedb"
-	STEMEDB_DATA_DIR="$work/stemedb" STEMEDB_API_LISTEN="127.0.0.1:$port" \
-		STEMEDB_MAX_CONNECTIONS_PER_CLIENT=0 \
-		STEMEDB_DURABILITY=immediate STEMEDB_LOG_LEVEL=warn \
-		"$bin/stemedb-api" >>"$work/stemedb.log" 2>&1 &
+	(
+		export "${layers_off[@]}"
+		exec env STEMEDB_DATA_DIR="$work/stemedb" STEMEDB_API_LISTEN="127.0.0.1:$port" \
+			STEMEDB_DURABILITY=immediate STEMEDB_LOG_LEVEL=warn "$bin/stemedb-api"
+	) >>"$work/stemedb.log" 2>&1 &
 	server_pid=$!
-	local i
-	for i in $(seq 1 600); do
-		if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/ready")" = 200 ]; then
-			log "stemedb-api ready on 127.0.0.1:$port for HTTP/1.1 and h2c (pid $server_pid)"
-			return 0
-		fi
-		kill -0 "$server_pid" 2>/dev/null || fail "stemedb-api exited during startup: $(tail -n 5 "$work/stemedb.log")"
-		sleep 0.1
-	done
-	fail "stemedb-api was not ready within 60 s: $(tail -n 5 "$work/stemedb.log")"
+	wait_ready "$server_pid" "$port" "$work/stemedb.log"
+	log "stemedb-api ready on 127.0.0.1:$port for HTTP/1.1 and h2c (pid $server_pid)"
 }
 
 # run_loadgen NAME RUN ARGS... runs one loadgen pass and records rate and latency.
@@ -469,6 +519,197 @@ metrics_snapshot() {
 		log "the /metrics snapshot $1 lacks the WAL batch and fdatasync series"
 }
 
+# ---- Protection cost --------------------------------------------------------------------
+
+# start_node NAME SETTINGS... starts a fresh stemedb-api with the data directory
+# $work/NAME and the given STEMEDB_* settings, and sets node_port and node_pid. The
+# settings are exported inside a subshell, so the root key never shows in a command line.
+start_node() {
+	local name=$1
+	shift
+	node_port=$(free_port)
+	mkdir -p "$work/$name"
+	(
+		# shellcheck disable=SC2163 # "$@" holds NAME=VALUE words, which export takes as they are.
+		export "$@" STEMEDB_DATA_DIR="$work/$name" STEMEDB_API_LISTEN="127.0.0.1:$node_port" \
+			STEMEDB_DURABILITY=immediate STEMEDB_LOG_LEVEL=warn
+		exec "$bin/stemedb-api"
+	) >>"$work/$name.log" 2>&1 &
+	node_pid=$!
+	node_pids+=("$node_pid")
+	wait_ready "$node_pid" "$node_port" "$work/$name.log"
+	log "$name node ready on 127.0.0.1:$node_port (pid $node_pid)"
+}
+
+# Stops the protection section's nodes: SIGTERM, then SIGKILL after 30 s.
+stop_nodes() {
+	local pid
+	for pid in "${node_pids[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${node_pids[@]}"; do
+		for _ in $(seq 1 300); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "stemedb-api (pid $pid) did not stop within 30 s; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		wait "$pid" 2>/dev/null || true
+	done
+	node_pids=()
+}
+
+# metric_sum PORT NAME prints the sum of every series of the counter NAME, all label
+# values together, from the node's /metrics.
+metric_sum() {
+	local body
+	body=$(curl -sf "http://127.0.0.1:$1/metrics") || fail "reading /metrics on port $1 failed"
+	awk -v name="$2" 'index($1, name "{") == 1 || $1 == name { sum += $NF }
+		END { printf "%d\n", sum }' <<<"$body"
+}
+
+# metric_nonzero PORT NAME prints the series of NAME with a value other than 0.
+metric_nonzero() {
+	curl -sf "http://127.0.0.1:$1/metrics" | awk -v name="$2" \
+		'(index($1, name "{") == 1 || $1 == name) && $NF != 0 { printf "%s ", $0 }'
+}
+
+# cpu_ticks PID prints the user plus system clock ticks that the process has used.
+cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# node_loadgen PORT ARGS... runs loadgen against a protection node and prints the result
+# line. Every protection run sends the root key as X-API-Key (from the environment, so
+# that it stays out of the process list) and X-Agent-Id. Its subjects end in a hash, so
+# that content defense does not take them for near-duplicates. The "off" node gets the
+# same requests and ignores the headers.
+node_loadgen() {
+	local node=$1
+	shift
+	STEMEDB_API_KEY=$root_key "$bin/loadgen" "$@" --port "$node" --agent-header on \
+		--distinct-subjects on 2>>"$work/loadgen.log" | grep '^result '
+}
+
+# warm_up NAME PORT writes BENCH_WARMUP_PER_AGENT claims per loadgen agent, untimed,
+# then one claim per agent until no agent is asked for a proof of work, and records how
+# long that took and how many proofs loadgen solved.
+warm_up() {
+	local name=$1 node=$2 began line round proofs pow_seconds quarantined
+	began=$(date +%s.%N)
+	line=$(node_loadgen "$node" warmup --per-agent "$warmup_per_agent" --clients "$clients" \
+		--tag w0 --max-seconds 600) || fail "the $name warm-up failed: $(tail -n 3 "$work/loadgen.log")"
+	log "$name warm-up: $line"
+	proofs=$(field proofs "$line")
+	pow_seconds=$(field pow_seconds "$line")
+	quarantined=$(field quarantined "$line")
+	for round in $(seq 1 "$warmup_check_rounds"); do
+		line=$(node_loadgen "$node" warmup --per-agent 1 --clients 16 --tag "w$round" --max-seconds 60) ||
+			fail "the $name warm-up check failed: $(tail -n 3 "$work/loadgen.log")"
+		proofs=$((proofs + $(field proofs "$line")))
+		pow_seconds=$(calc "$pow_seconds + $(field pow_seconds "$line")")
+		quarantined=$((quarantined + $(field quarantined "$line")))
+		[ "$(field proofs "$line")" = 0 ] && break
+		[ "$round" -lt "$warmup_check_rounds" ] ||
+			fail "the $name node still asks for proofs of work after $round check rounds: $line"
+	done
+	meta "${name}_warmup_seconds" "$(calc "$(date +%s.%N) - $began")"
+	meta "${name}_warmup_proofs" "$proofs"
+	meta "${name}_warmup_pow_seconds" "$pow_seconds"
+	meta "${name}_warmup_rounds" $((round + 1))
+	meta "${name}_warmup_quarantined" "$quarantined"
+}
+
+# node_run NAME RUN PORT PID ARGS... runs one timed loadgen pass against a protection
+# node and records its rate, its latency and the node's CPU time per assertion. The
+# CPU time depends less on other work on a shared machine than the rate does.
+node_run() {
+	local name=$1 run=$2 node=$3 pid=$4 line before after items
+	shift 4
+	before=$(cpu_ticks "$pid")
+	line=$(node_loadgen "$node" "$@") || fail "loadgen $name run $run failed: $(tail -n 3 "$work/loadgen.log")"
+	after=$(cpu_ticks "$pid")
+	log "$name run $run: $line"
+	[ "$(field proofs "$line")" = 0 ] ||
+		fail "$name run $run needed proofs of work although the warm-up left every agent past them: $line"
+	items=$(($(field created "$line") + $(field quarantined "$line")))
+	record "${name}_rate" "$run" "$(field items_per_sec "$line")"
+	record "${name}_p50_ms" "$run" "$(field p50_ms "$line")"
+	record "${name}_p99_ms" "$run" "$(field p99_ms "$line")"
+	record "${name}_cpu_us" "$run" "$(calc "($after - $before) * 1000000 / $(getconf CLK_TCK) / $items")"
+}
+
+# node_pair NAME RUN ARGS... runs one timed pass on each node. Odd runs start with the
+# "off" node and even runs with the "on" node, so neither always runs first.
+node_pair() {
+	local name=$1 run=$2
+	shift 2
+	if [ $((run % 2)) = 1 ]; then
+		node_run "protection_off_$name" "$run" "$off_port" "$off_pid" "$@"
+		node_run "protection_on_$name" "$run" "$on_port" "$on_pid" "$@"
+	else
+		node_run "protection_on_$name" "$run" "$on_port" "$on_pid" "$@"
+		node_run "protection_off_$name" "$run" "$off_port" "$off_pid" "$@"
+	fi
+}
+
+# Measures ingest on a fresh node with every protection layer off next to a fresh node
+# with every layer on, both warmed up with the same claims, in alternating runs. Fails
+# when the "on" node rejects or quarantines anything during the timed runs, because the
+# section measures what the checks cost, not what rejections save.
+bench_protection() {
+	local run rejected_before rejected_after quarantined_before quarantined_after
+	root_key=$("$bin/stemedb-ctl" keys generate) || fail "stemedb-ctl keys generate failed"
+	meta protection_date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	meta protection_load_average "$(cut -d' ' -f1-3 /proc/loadavg)"
+	meta protection_quota_tokens "$protection_quota_tokens"
+	meta protection_warmup_per_agent "$warmup_per_agent"
+
+	start_node protection-off "${layers_off[@]}"
+	off_port=$node_port
+	off_pid=$node_pid
+	start_node protection-on STEMEDB_AUTH_ENABLED=true STEMEDB_ROOT_API_KEY="$root_key" \
+		STEMEDB_RATE_LIMIT_ENABLED=true STEMEDB_CIRCUIT_BREAKER_ENABLED=true \
+		STEMEDB_ADMISSION_ENABLED=true STEMEDB_QUOTA_ENABLED=true \
+		STEMEDB_QUOTA_TOKENS="$protection_quota_tokens" STEMEDB_CONTENT_DEFENSE_ENABLED=true \
+		STEMEDB_MAX_CONNECTIONS_PER_CLIENT="$protection_connections_per_client"
+	on_port=$node_port
+	on_pid=$node_pid
+	# The settings took effect: the "on" node requires an API key, the "off" node does not.
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$on_port/v1/agents/$(printf '%064d' 0)")" = 401 ] ||
+		fail "the node with every layer on answered a request without an API key; check the STEMEDB_AUTH_ENABLED setting"
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$off_port/v1/agents/$(printf '%064d' 0)")" != 401 ] ||
+		fail "the node with every layer off requires an API key"
+
+	warm_up protection_off "$off_port"
+	warm_up protection_on "$on_port"
+	rejected_before=$(metric_sum "$on_port" stemedb_requests_rejected_total)
+	quarantined_before=$(metric_sum "$on_port" stemedb_assertions_quarantined_total)
+	meta protection_rejected_warmup "$rejected_before"
+
+	for run in $(seq 1 "$runs"); do
+		node_pair single "$run" single --count "$single_count" --clients "$clients" \
+			--tag "ps$run" --max-seconds 60
+	done
+	for run in $(seq 1 "$runs"); do
+		node_pair batch "$run" batch --count "$batch_count" --batch-size "$batch_size" \
+			--clients "$batch_clients" --tag "pb$run" --max-seconds 120
+	done
+
+	rejected_after=$(metric_sum "$on_port" stemedb_requests_rejected_total)
+	quarantined_after=$(metric_sum "$on_port" stemedb_assertions_quarantined_total)
+	meta protection_rejected_timed $((rejected_after - rejected_before))
+	meta protection_quarantined_timed $((quarantined_after - quarantined_before))
+	meta protection_quarantined_total "$quarantined_after"
+	meta protection_load_average_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+	[ "$rejected_after" = "$rejected_before" ] ||
+		fail "the protected node rejected $((rejected_after - rejected_before)) requests or assertions during the timed runs: $(metric_nonzero "$on_port" stemedb_requests_rejected_total)"
+	log "protection: no rejections in the timed runs; $quarantined_after assertions quarantined in all"
+	stop_nodes
+}
+
 # ---- PostgreSQL 15 --------------------------------------------------------------------
 
 psql_run() {
@@ -591,7 +832,7 @@ bench_pg_queries() {
 describe_machine() {
 	local source device
 	meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-	meta command "${BENCH_COMMAND:-make bench}"
+	meta command "${BENCH_COMMAND:-${only:+BENCH_ONLY=$only }make bench}"
 	meta commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	meta cores "$(nproc)"
 	meta cpu_model "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
@@ -631,11 +872,20 @@ main() {
 	# Run copies, so that a rebuild during the run changes neither the programs under
 	# test nor the symbols perf resolves.
 	mkdir -p "$work/bin"
-	cp "$bin/stemedb-api" "$bin/loadgen" "$bin/physical_limits" "$work/bin/"
+	cp "$bin/stemedb-api" "$bin/loadgen" "$bin/stemedb-ctl" "$work/bin/"
+	[ -n "$only" ] || cp "$bin/physical_limits" "$work/bin/"
 	bin=$work/bin
 	: >"$work/results.tsv"
 	: >"$work/meta.tsv"
 	describe_machine
+
+	if [ "$only" = protection ]; then
+		log "protection layers: ingest with every layer off and on ($runs runs each)"
+		bench_protection
+		"$python" "$root/bench/report.py" protection "$work" "$output"
+		log "wrote the protection section of $output in $(($(date +%s) - started)) s"
+		return 0
+	fi
 
 	log "physical limits"
 	bench_physical
@@ -656,6 +906,8 @@ main() {
 	log "StemeDB authority queries with h2load over HTTP/1.1 and h2c"
 	bench_stemedb_http2
 	stop_stemedb
+	log "protection layers: ingest with every layer off and on ($runs runs each)"
+	bench_protection
 
 	start_postgres
 	write_pg_scripts
