@@ -687,9 +687,9 @@ METHOD = """\
   preloaded claims, whose hashes the driver recomputes from the same deterministic
   fields. The script checks that a voted subject gets a winner and a nonzero vote score,
   then wrk sends `GET /v1/query?...&lens=vote` for the same random subjects.
-- **HTTP/2**: stemedb-api runs with `STEMEDB_HTTP2_LISTEN` on a second free loopback
-  port. h2load (Debian's nghttp2-client) sends the authority query over 64 connections,
-  with `--h1` to the HTTP/1.1 port and with h2c prior knowledge to the HTTP/2 port,
+- **HTTP/2**: stemedb-api serves HTTP/1.1 and h2c on its one API port. h2load
+  (Debian's nghttp2-client) sends the authority query over 64 connections to that
+  port, with `--h1` for HTTP/1.1 and with h2c prior knowledge for HTTP/2,
   cycling through 10,000 random subjects drawn with a fixed seed. Every run has a fixed
   request count and a time limit. Latency percentiles come from h2load's per-request
   log (`--log-file`).
