@@ -823,12 +823,17 @@ enum store_result store_batch_commit_durable(struct store *s, struct store_batch
 
 enum store_result store_flush(struct store *s, char *err, size_t err_size)
 {
-	/* The cursor (default) goes last: a crash between two flushes then leaves data ahead
-	 * of the cursor, which replay rewrites harmlessly, never a cursor ahead of data. The
-	 * RocksDB 7.8 C API has no call that flushes several column families at once. */
-	static const enum store_cf ORDER[CF_COUNT] = {CF_ASSERTIONS, CF_SP_INDEX, CF_VIEWS,
-	                                              CF_AUDIT,      CF_RECORDS,  CF_VOTES,
-	                                              CF_PROTECT,    CF_DEFAULT};
+	/* Each call flushes one column family, because the RocksDB 7.8 C API has no call
+	 * that flushes several at once, so a crash can fall between two flushes. The order
+	 * keeps replay correct across such a crash. Keys derived from a record (index,
+	 * views, vote tallies, quarantine and LSH keys) go first, then the records that
+	 * replay checks to skip what is applied (assertions, then other records, whose
+	 * co-signatures rewrite assertion envelopes), and the cursor (default) last. A
+	 * record on disk therefore implies its derived keys are on disk too, and the cursor
+	 * never runs ahead of data. */
+	static const enum store_cf ORDER[CF_COUNT] = {CF_SP_INDEX, CF_VIEWS,  CF_VOTES,
+	                                              CF_PROTECT,  CF_AUDIT,  CF_ASSERTIONS,
+	                                              CF_RECORDS,  CF_DEFAULT};
 	rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
 	enum store_result rc = STORE_OK;
 
