@@ -3,7 +3,7 @@
 /* API keys of stemedb-api. A key is the text "sdb_" + 16 hex digits of key id + "_" + 64
  * hex digits of secret. Only the key id, a random salt and BLAKE2b-256(salt || secret)
  * are stored, in the "protect" column family under kind byte 'k' (docs/storage.md).
- * An in-memory table holds every key. It is loaded at start and updated under a lock
+ * An in-memory table contains every key. It is loaded at start and updated under a lock
  * on create and revoke. So a check reads no RocksDB, and every worker rejects a
  * revoked key from the next request on. docs/protection.md describes the rules. */
 #include <stdbool.h>

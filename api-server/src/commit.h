@@ -91,7 +91,7 @@ struct commit_pipeline *commit_start(const struct commit_options *options, struc
 void commit_submit(struct commit_pipeline *p, struct commit_request *head);
 
 /* Runs fn(ctx) on the writer thread between two groups and waits for it, so that fn
- * sees no group half applied and no group runs during fn (quarantine decisions). */
+ * finds no group half applied and no group runs during fn (quarantine decisions). */
 void commit_run_exclusive(struct commit_pipeline *p, void (*fn)(void *ctx), void *ctx);
 
 /* Stops accepting, finishes queued requests, syncs the WAL, joins the thread. */

@@ -317,9 +317,9 @@ static bool head_asks_h2c(const char *head)
 
 /* Moves the socket to an HTTP/2 session. evhttp keeps the descriptor number it
  * accepted and calls shutdown() on it when it frees the connection, so the session
- * gets a duplicate and the number is pointed at /dev/null before evhttp is told to
- * close. The socket bufferevent is disabled first, which removes the descriptor from
- * epoll while it still names the socket. */
+ * gets a duplicate and the number is pointed at /dev/null before evhttp receives
+ * the end-of-file event that makes it close. The socket bufferevent is disabled first, which
+ * removes the descriptor from epoll while it still names the socket. */
 static void conn_hand_over(struct front_conn *conn, struct evbuffer *src)
 {
 	struct http_front *front = conn->fw->front;
@@ -346,7 +346,7 @@ static void conn_hand_over(struct front_conn *conn, struct evbuffer *src)
 	evtimer_del(conn->deadline_event);
 	conn_close_soon(conn, BEV_EVENT_EOF);
 
-	/* The session holds the client's slot from now on. */
+	/* From now on the session owns the client's connection slot. */
 	http_h2_session_start(&conn->fw->h2, h2_fd, already_read, conn->client, conn->admitted);
 	conn->admitted = false;
 	evbuffer_free(already_read);
@@ -421,7 +421,7 @@ static bool conn_scan_head(struct front_conn *conn, struct evbuffer *src)
 }
 
 /* Replies 431 on the socket bufferevent and closes once it is sent. evhttp itself
- * would answer an oversized head with a plain 400. */
+ * would reply to an oversized head with a plain 400. */
 static void conn_reject_head(struct front_conn *conn)
 {
 	static const char body[] =
@@ -502,12 +502,12 @@ static void on_write_event(evutil_socket_t fd, short events, void *arg)
 	bufferevent_flush(conn->filter, EV_WRITE, BEV_NORMAL);
 }
 
-/* Moves evhttp's output to the socket bufferevent in slices, each once that has
- * sent the previous one, so unsent output stays visible to evhttp and the feed's slow-client check.
- * The filter would tell evhttp that the write is complete as soon as the bytes are
- * moved, and evhttp closes a "Connection: close" connection at that point, losing
- * what the socket had not sent yet. So the move reports BEV_NEED_MORE, and
- * on_written_event tells evhttp once both buffers are empty. */
+/* Moves evhttp's output to the socket bufferevent in slices, each once the socket has
+ * sent the previous one. Unsent output then stays visible to evhttp and to the feed's
+ * slow-client check. A plain filter would report the write complete as soon as the
+ * bytes moved, and evhttp closes a "Connection: close" connection at that point,
+ * losing what the socket had not sent yet. So the move reports BEV_NEED_MORE, and
+ * on_written_event signals evhttp once both buffers are empty. */
 static enum bufferevent_filter_result conn_output(struct evbuffer *src, struct evbuffer *dst,
                                                   ev_ssize_t limit,
                                                   enum bufferevent_flush_mode mode, void *arg)

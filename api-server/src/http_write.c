@@ -630,20 +630,26 @@ static void batch_dispatch(struct batch_write *b)
 	pthread_mutex_unlock(&verify_pool.lock);
 }
 
-/* Checks the first item's first signer, the agent of a batch, against the agent
- * binding of the request's API key. A missing or malformed signer passes here, because
- * the item's own validation rejects it. */
-/* Checks the first item's first signer, the agent of a batch, against the agent
- * binding of the request's API key. A missing or malformed signer passes here, because
- * the item's own validation rejects it. */
-static bool batch_signer_allowed(struct http_call *call, json_t *items)
+/* Decodes the first signer of the first item, the agent of a batch, into agent.
+ * Returns false when that item names no valid signer. */
+static bool batch_first_signer(json_t *items, uint8_t agent[STEMEDB_AGENT_ID_LEN])
 {
 	json_t *signatures = json_object_get(json_array_get(items, 0), "signatures");
 	const char *agent_hex =
 	        json_string_value(json_object_get(json_array_get(signatures, 0), "agent_id"));
+
+	return agent_hex != NULL &&
+	       hex_decode(agent_hex, strlen(agent_hex), agent, STEMEDB_AGENT_ID_LEN);
+}
+
+/* Checks the agent of a batch against the agent binding of the request's API key. A
+ * missing or malformed signer passes here, because the item's own validation rejects
+ * it. */
+static bool batch_signer_allowed(struct http_call *call, json_t *items)
+{
 	uint8_t agent[STEMEDB_AGENT_ID_LEN];
 
-	if (agent_hex == NULL || !hex_decode(agent_hex, strlen(agent_hex), agent, sizeof(agent)))
+	if (!batch_first_signer(items, agent))
 		return true;
 	return auth_check_signer(call, agent);
 }
@@ -653,16 +659,12 @@ static bool batch_signer_allowed(struct http_call *call, json_t *items)
  * layer is enabled. Returns false after replying. */
 static bool admit_batch(struct http_call *call, json_t *items)
 {
-	json_t *signatures = json_object_get(json_array_get(items, 0), "signatures");
-	const char *agent_hex =
-	        json_string_value(json_object_get(json_array_get(signatures, 0), "agent_id"));
 	uint8_t agent[1][STEMEDB_AGENT_ID_LEN];
 
 	if (call->agent_from_header || json_array_size(items) == 0 ||
 	    !protect_any_enabled(call->state->protect))
 		return true;
-	if (agent_hex == NULL ||
-	    !hex_decode(agent_hex, strlen(agent_hex), agent[0], sizeof(agent[0]))) {
+	if (!batch_first_signer(items, agent[0])) {
 		http_reply_error(call, 400, "missing_field", "assertions[0].signatures[0].agent_id",
 		                 "The first assertion of the batch names no valid signer, so the "
 		                 "requesting agent is unknown; fix its first signature or send "

@@ -43,7 +43,7 @@ struct protect_config {
  * (PROTECT_CONFIG_OPTIONS). */
 size_t protect_config_options(struct protect_config *cfg, struct config_option *o);
 
-/* How a route is protected. */
+/* Protection settings of one route. */
 enum protect_class {
 	PROTECT_NONE = 0,  /* no agent scope: health, metrics, documents, admission status */
 	PROTECT_READ,      /* agent-scoped read, costs read tokens */
@@ -81,7 +81,7 @@ bool protect_http_admit(struct http_call *call, struct protect_route route);
 
 /* Runs in a signed write handler after the body is parsed and before signatures are
  * verified. signers lists the agent ids the body names (signers[0] is the requesting
- * agent without X-Agent-Id); single_record says whether X-Agent-Id must be one of
+ * agent without X-Agent-Id); with single_record set, X-Agent-Id must be one of
  * them. Returns false after replying. */
 bool protect_http_write(struct http_call *call, const uint8_t (*signers)[32], size_t signer_count,
                         bool single_record);
@@ -107,7 +107,7 @@ size_t protect_breaker_list(struct protect *p, struct breaker_snapshot **out);
 bool protect_breaker_ban(struct protect *p, const uint8_t agent[32], uint64_t duration_seconds,
                          const char *reason, struct breaker_snapshot *snap);
 
-/* Closes an agent's breaker and deletes its stored state. *found tells whether the
+/* Closes an agent's breaker and deletes its stored state. *found is true when the
  * agent had a breaker. Returns false when storing failed. */
 bool protect_breaker_reset(struct protect *p, const uint8_t agent[32], bool *found);
 

@@ -244,7 +244,7 @@ enum store_result store_subject_prefix_pairs(struct store *s,
 #define STORE_TRUST_OUTCOME_KEY_ID_LEN 16
 void store_trust_outcome_view_key(const struct trust_outcome_record *t, struct buf *key);
 
-/* Column family "protect" holds the state of the protection layers (API keys, circuit
+/* Column family "protect" contains the state of the protection layers (API keys, circuit
  * breakers, quarantine). Each key starts with a one-byte kind listed in
  * docs/storage.md. Writes sync RocksDB's WAL before returning, because no StemeDB WAL
  * carries them. */

@@ -35,7 +35,7 @@ size_t record_signing_message(const struct record *r, const uint8_t id[STEMEDB_H
 		return COSIGNATURE_MESSAGE_LEN;
 	}
 
-	/* The longest domain prefix, "stemedb-trust-outcome-v1" (24 bytes), leaves room for
+	/* The maximum-length domain prefix, "stemedb-trust-outcome-v1" (24 bytes), leaves room for
 	 * the id in 64 bytes. */
 	prefix_len = snprintf((char *)out, 32, "stemedb-%s-v1", record_type_name(r->type));
 	memcpy(out + prefix_len, id, STEMEDB_HASH_LEN);

@@ -1,7 +1,7 @@
-"""Hostile clients against one real node: request floods, slowloris connections,
-oversized heads and bodies, connection floods, an agent that sends bad signatures and
-an agent that copies another agent's claims, all from several threads, while one
-well-behaved agent writes signed assertions. Every protection layer is on. Every
+"""Hostile clients against one real node, with one well-behaved agent writing signed
+assertions meanwhile. The attackers run on several threads: request floods, slowloris
+connections, oversized heads and bodies, connection floods, an agent that sends bad
+signatures and an agent that copies another agent's claims. Every protection layer is on. Every
 write acknowledged to the well-behaved agent must be present after a restart.
 
 Each kind of attacker uses its own loopback source address (Linux routes all of
@@ -211,7 +211,7 @@ def good_agent(attack, port, subject, acknowledged):
 
 def bad_signer(attack, port, source, subject):
     """Sends assertions with a corrupted signature, each with a valid proof of work,
-    until its circuit breaker has answered BREAKER_PROBES requests."""
+    until its circuit breaker has rejected BREAKER_PROBES requests."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
     i = 0
     while not attack.stopping.is_set() and attack.counts.get("429 circuit_open", 0) < BREAKER_PROBES:
